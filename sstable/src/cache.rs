@@ -1,0 +1,276 @@
+//! Page caches: where decompressed pages are kept between reads.
+//!
+//! The reader asks the cache before reading and decompressing a page, and offers the decoded page
+//! afterwards. [`NoCache`] keeps nothing. [`ClockCache`] keeps pages up to a byte budget, evicting
+//! with CLOCK (second chance), sharded to keep lock hold times short under concurrent readers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+
+/// Identifies a page across all open runs: the run's process-unique id and the page number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PageKey {
+    /// Process-unique id of the open run ([`crate::Run::cache_id`]).
+    pub run: u64,
+    /// Page number inside the run.
+    pub page: u32,
+}
+
+/// A store of decompressed pages shared by readers.
+///
+/// Implementations must be thread-safe. A cache may drop anything at any time; `get` after
+/// `insert` is a hint, not a promise.
+pub trait PageCache: Send + Sync {
+    /// Returns the cached page, if present.
+    fn get(&self, key: PageKey) -> Option<Bytes>;
+    /// Offers a freshly decoded page.
+    fn insert(&self, key: PageKey, page: Bytes);
+    /// Drops every page of a run (called when a run is closed for good).
+    fn evict_run(&self, run: u64);
+    /// Hit and miss counts and bytes held.
+    fn stats(&self) -> CacheStats;
+}
+
+/// Counters of a page cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CacheStats {
+    /// Lookups that found the page.
+    pub hits: u64,
+    /// Lookups that did not.
+    pub misses: u64,
+    /// Bytes of pages currently held.
+    pub used_bytes: u64,
+    /// The budget.
+    pub capacity_bytes: u64,
+}
+
+/// A cache that keeps nothing: every read decodes the page.
+#[derive(Debug, Default)]
+pub struct NoCache {
+    misses: AtomicU64,
+}
+
+impl PageCache for NoCache {
+    fn get(&self, _key: PageKey) -> Option<Bytes> {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+
+    fn insert(&self, _key: PageKey, _page: Bytes) {}
+
+    fn evict_run(&self, _run: u64) {}
+
+    fn stats(&self) -> CacheStats {
+        CacheStats {
+            misses: self.misses.load(Ordering::Relaxed),
+            ..CacheStats::default()
+        }
+    }
+}
+
+const SHARDS: usize = 16;
+
+struct Slot {
+    key: PageKey,
+    page: Bytes,
+    referenced: bool,
+}
+
+#[derive(Default)]
+struct Shard {
+    slots: Vec<Option<Slot>>,
+    map: HashMap<PageKey, usize>,
+    free: Vec<usize>,
+    hand: usize,
+    used_bytes: usize,
+}
+
+impl Shard {
+    fn remove_slot(&mut self, index: usize) {
+        if let Some(slot) = self.slots.get_mut(index).and_then(Option::take) {
+            self.map.remove(&slot.key);
+            self.used_bytes -= slot.page.len();
+            self.free.push(index);
+        }
+    }
+
+    /// Sweeps the clock hand until `needed` more bytes fit in `capacity`. Bounded: each slot is
+    /// visited at most twice (once to clear its reference bit, once to evict it).
+    fn make_room(&mut self, needed: usize, capacity: usize) {
+        let mut budget = 2 * self.slots.len() + 1;
+        while self.used_bytes + needed > capacity && !self.map.is_empty() && budget > 0 {
+            budget -= 1;
+            if self.hand >= self.slots.len() {
+                self.hand = 0;
+            }
+            let index = self.hand;
+            self.hand += 1;
+            match self.slots.get_mut(index) {
+                Some(Some(slot)) if slot.referenced => slot.referenced = false,
+                Some(Some(_)) => self.remove_slot(index),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A byte-budgeted page cache with CLOCK eviction, sharded 16 ways by page key.
+///
+/// Thread-safe; each shard holds `capacity / 16` bytes. A page larger than a shard's budget is
+/// not cached.
+pub struct ClockCache {
+    shards: Vec<Mutex<Shard>>,
+    shard_capacity: usize,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl ClockCache {
+    /// Creates a cache holding at most `capacity_bytes` of page data.
+    pub fn new(capacity_bytes: usize) -> Self {
+        ClockCache {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            shard_capacity: capacity_bytes / SHARDS,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    fn shard(&self, key: PageKey) -> &Mutex<Shard> {
+        let mixed = (key.run.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(key.page))
+            .wrapping_mul(0xff51_afd7_ed55_8ccd);
+        &self.shards[(mixed >> 60) as usize % SHARDS]
+    }
+}
+
+fn lock(shard: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
+    // A panic while holding the lock leaves a consistent shard (every mutation is a few field
+    // writes), so a poisoned lock is still safe to use.
+    shard
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl PageCache for ClockCache {
+    fn get(&self, key: PageKey) -> Option<Bytes> {
+        let mut shard = lock(self.shard(key));
+        let found = match shard.map.get(&key).copied() {
+            Some(index) => shard
+                .slots
+                .get_mut(index)
+                .and_then(Option::as_mut)
+                .map(|slot| {
+                    slot.referenced = true;
+                    slot.page.clone()
+                }),
+            None => None,
+        };
+        drop(shard);
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    fn insert(&self, key: PageKey, page: Bytes) {
+        if page.len() > self.shard_capacity {
+            return;
+        }
+        let mut shard = lock(self.shard(key));
+        if let Some(index) = shard.map.get(&key).copied() {
+            shard.remove_slot(index);
+        }
+        shard.make_room(page.len(), self.shard_capacity);
+        if shard.used_bytes + page.len() > self.shard_capacity {
+            return;
+        }
+        shard.used_bytes += page.len();
+        let slot = Some(Slot {
+            key,
+            page,
+            referenced: false,
+        });
+        let index = match shard.free.pop() {
+            Some(index) => {
+                shard.slots[index] = slot;
+                index
+            }
+            None => {
+                shard.slots.push(slot);
+                shard.slots.len() - 1
+            }
+        };
+        shard.map.insert(key, index);
+    }
+
+    fn evict_run(&self, run: u64) {
+        for shard in &self.shards {
+            let mut shard = lock(shard);
+            let doomed: Vec<usize> = shard
+                .map
+                .iter()
+                .filter(|(key, _)| key.run == run)
+                .map(|(_, &index)| index)
+                .collect();
+            for index in doomed {
+                shard.remove_slot(index);
+            }
+        }
+    }
+
+    fn stats(&self) -> CacheStats {
+        let used: usize = self.shards.iter().map(|s| lock(s).used_bytes).sum();
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            used_bytes: used as u64,
+            capacity_bytes: (self.shard_capacity * SHARDS) as u64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(page: u32) -> PageKey {
+        PageKey { run: 1, page }
+    }
+
+    #[test]
+    fn stays_within_budget_and_prefers_referenced_pages() {
+        let cache = ClockCache::new(16 * 1000);
+        for page in 0..1000 {
+            cache.insert(key(page), Bytes::from(vec![0u8; 100]));
+            assert!(cache.stats().used_bytes <= 16 * 1000);
+        }
+        let hits_before = cache.stats().hits;
+        let present = (0..1000).filter(|&p| cache.get(key(p)).is_some()).count();
+        assert!(present > 0 && present <= 160);
+        assert_eq!(cache.stats().hits - hits_before, present as u64);
+    }
+
+    #[test]
+    fn evict_run_drops_only_that_run() {
+        let cache = ClockCache::new(1 << 20);
+        cache.insert(PageKey { run: 1, page: 0 }, Bytes::from_static(b"a"));
+        cache.insert(PageKey { run: 2, page: 0 }, Bytes::from_static(b"b"));
+        cache.evict_run(1);
+        assert!(cache.get(PageKey { run: 1, page: 0 }).is_none());
+        assert!(cache.get(PageKey { run: 2, page: 0 }).is_some());
+        assert_eq!(cache.stats().used_bytes, 1);
+    }
+
+    #[test]
+    fn oversized_pages_are_not_cached() {
+        let cache = ClockCache::new(16 * 10);
+        cache.insert(key(0), Bytes::from(vec![0u8; 11]));
+        assert!(cache.get(key(0)).is_none());
+    }
+}

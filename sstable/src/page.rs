@@ -1,0 +1,433 @@
+//! Data pages: prefix-compressed entries with a restart array.
+//!
+//! Raw (decompressed) layout, see FORMAT.md for the byte-level description:
+//!
+//! ```text
+//! entry*  restart_offset (u32 LE) * n_restarts  n_restarts (u32 LE)
+//! entry = shared varint | unshared varint | value_len varint | trailer varint | key suffix | value
+//! ```
+//!
+//! Every `restart_interval` entries the key is stored whole (`shared = 0`) and its offset goes into
+//! the restart array, so a lookup binary-searches the restarts and then decodes at most
+//! `restart_interval` entries. Moving backwards re-scans from the previous restart.
+
+use std::cmp::Ordering;
+
+use bytes::Bytes;
+
+use crate::coding::{put_varint, read_u32_le, varint_len, Reader};
+use crate::entry::{compare_internal, pack_trailer, unpack_trailer, EntryKind, MAX_KEY_LEN};
+use crate::error::{DecodeError, DecodeResult};
+
+/// Accumulates entries for one page.
+pub(crate) struct PageBuilder {
+    buf: Vec<u8>,
+    restarts: Vec<u32>,
+    since_restart: usize,
+    restart_interval: usize,
+    last_key: Vec<u8>,
+    entries: u32,
+}
+
+impl PageBuilder {
+    pub(crate) fn new(restart_interval: usize) -> Self {
+        PageBuilder {
+            buf: Vec::new(),
+            restarts: Vec::new(),
+            since_restart: 0,
+            restart_interval: restart_interval.max(1),
+            last_key: Vec::new(),
+            entries: 0,
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+
+    pub(crate) fn entries(&self) -> u32 {
+        self.entries
+    }
+
+    /// Size of the raw page if finished now.
+    pub(crate) fn estimated_len(&self) -> usize {
+        self.buf.len() + 4 * self.restarts.len() + 4
+    }
+
+    /// Upper bound of what adding this entry would grow the page by.
+    pub(crate) fn entry_cost(key_len: usize, value_len: usize) -> usize {
+        4 * 5 + 10 + key_len + value_len
+    }
+
+    /// Appends an entry. The caller guarantees order and limits.
+    pub(crate) fn add(&mut self, key: &[u8], seqno: u64, kind: EntryKind, value: &[u8]) {
+        let shared = if self.since_restart < self.restart_interval && self.entries > 0 {
+            self.last_key
+                .iter()
+                .zip(key)
+                .take_while(|(a, b)| a == b)
+                .count()
+        } else {
+            self.restarts.push(self.buf.len() as u32);
+            self.since_restart = 0;
+            0
+        };
+        let unshared = &key[shared..];
+        self.buf
+            .reserve(varint_len(shared as u64) + 3 * 5 + unshared.len() + value.len());
+        put_varint(&mut self.buf, shared as u64);
+        put_varint(&mut self.buf, unshared.len() as u64);
+        put_varint(&mut self.buf, value.len() as u64);
+        put_varint(&mut self.buf, pack_trailer(seqno, kind));
+        self.buf.extend_from_slice(unshared);
+        self.buf.extend_from_slice(value);
+        self.last_key.truncate(shared);
+        self.last_key.extend_from_slice(unshared);
+        self.since_restart += 1;
+        self.entries += 1;
+    }
+
+    /// Finishes the page, returning its raw bytes, and resets the builder.
+    pub(crate) fn finish(&mut self) -> Vec<u8> {
+        let mut page = std::mem::take(&mut self.buf);
+        for offset in &self.restarts {
+            page.extend_from_slice(&offset.to_le_bytes());
+        }
+        page.extend_from_slice(&(self.restarts.len() as u32).to_le_bytes());
+        self.restarts.clear();
+        self.since_restart = 0;
+        self.last_key.clear();
+        self.entries = 0;
+        page
+    }
+}
+
+/// A decoded page whose restart array has been validated.
+#[derive(Clone, Debug)]
+pub(crate) struct Page {
+    data: Bytes,
+    /// Offset of the restart array: entries live in `data[..entries_end]`.
+    entries_end: usize,
+    n_restarts: usize,
+}
+
+impl Page {
+    /// Validates the restart array of a raw page.
+    pub(crate) fn parse(data: Bytes) -> DecodeResult<Page> {
+        let len = data.len();
+        let n_restarts = read_u32_le(&data, len.wrapping_sub(4))
+            .ok_or_else(|| DecodeError::new(format!("page of {len} bytes has no restart count")))?
+            as usize;
+        let array_len = n_restarts
+            .checked_mul(4)
+            .and_then(|n| n.checked_add(4))
+            .filter(|&n| n <= len)
+            .ok_or_else(|| {
+                DecodeError::new(format!(
+                    "{n_restarts} restarts do not fit in a page of {len} bytes"
+                ))
+            })?;
+        let entries_end = len - array_len;
+        if n_restarts == 0 || entries_end == 0 {
+            return Err(DecodeError::new("page holds no entries"));
+        }
+        let page = Page {
+            data,
+            entries_end,
+            n_restarts,
+        };
+        let mut previous = None;
+        for i in 0..n_restarts {
+            let offset = page.restart(i);
+            let ok = match previous {
+                None => offset == 0,
+                Some(prev) => offset > prev && offset < entries_end,
+            };
+            if !ok {
+                return Err(DecodeError::new(format!(
+                    "restart {i} at offset {offset} is out of order or range"
+                )));
+            }
+            previous = Some(offset);
+        }
+        Ok(page)
+    }
+
+    fn restart(&self, i: usize) -> usize {
+        read_u32_le(&self.data, self.entries_end + 4 * i).unwrap_or(u32::MAX) as usize
+    }
+}
+
+/// A position inside a [`Page`]. Invalid until positioned; decoding errors leave it invalid.
+pub(crate) struct PageCursor {
+    page: Page,
+    /// Offset of the current entry; `None` when not positioned on an entry.
+    pos: Option<usize>,
+    next: usize,
+    key: Vec<u8>,
+    seqno: u64,
+    kind: EntryKind,
+    value: (usize, usize),
+}
+
+impl PageCursor {
+    pub(crate) fn new(page: Page) -> Self {
+        PageCursor {
+            page,
+            pos: None,
+            next: 0,
+            key: Vec::new(),
+            seqno: 0,
+            kind: EntryKind::Put,
+            value: (0, 0),
+        }
+    }
+
+    pub(crate) fn valid(&self) -> bool {
+        self.pos.is_some()
+    }
+
+    pub(crate) fn pos(&self) -> Option<usize> {
+        self.pos
+    }
+
+    pub(crate) fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    pub(crate) fn seqno(&self) -> u64 {
+        self.seqno
+    }
+
+    pub(crate) fn kind(&self) -> EntryKind {
+        self.kind
+    }
+
+    pub(crate) fn value(&self) -> Bytes {
+        self.page.data.slice(self.value.0..self.value.1)
+    }
+
+    pub(crate) fn value_slice(&self) -> &[u8] {
+        &self.page.data[self.value.0..self.value.1]
+    }
+
+    /// Decodes the entry at `offset`, whose predecessor's key is in `self.key`.
+    fn decode_at(&mut self, offset: usize) -> DecodeResult<()> {
+        self.pos = None;
+        let entries = &self.page.data[..self.page.entries_end];
+        let mut r = Reader::at(entries, offset);
+        let shared = r.varint_len("shared key length", MAX_KEY_LEN)?;
+        let unshared = r.varint_len("unshared key length", MAX_KEY_LEN)?;
+        let value_len = r.varint_len("value length", entries.len())?;
+        let trailer = r.varint("trailer")?;
+        if shared > self.key.len() || shared + unshared > MAX_KEY_LEN {
+            return Err(DecodeError::new(format!(
+                "entry at page offset {offset} shares {shared} bytes with a {}-byte key",
+                self.key.len()
+            )));
+        }
+        let (seqno, kind) = unpack_trailer(trailer).ok_or_else(|| {
+            DecodeError::new(format!(
+                "entry at page offset {offset} has unknown kind {}",
+                trailer & 0xff
+            ))
+        })?;
+        let suffix = r.bytes(unshared, "key suffix")?;
+        let value_start = r.pos();
+        r.bytes(value_len, "value")?;
+        self.key.truncate(shared);
+        self.key.extend_from_slice(suffix);
+        self.seqno = seqno;
+        self.kind = kind;
+        self.value = (value_start, value_start + value_len);
+        self.next = r.pos();
+        self.pos = Some(offset);
+        Ok(())
+    }
+
+    fn seek_to_restart(&mut self, i: usize) -> DecodeResult<()> {
+        self.key.clear();
+        let offset = self.page.restart(i);
+        self.decode_at(offset)?;
+        // A restart entry stores its whole key; a non-zero shared length was caught by decode_at
+        // because the key buffer was empty.
+        Ok(())
+    }
+
+    pub(crate) fn seek_to_first(&mut self) -> DecodeResult<()> {
+        self.seek_to_restart(0)
+    }
+
+    pub(crate) fn seek_to_last(&mut self) -> DecodeResult<()> {
+        self.seek_to_restart(self.page.n_restarts - 1)?;
+        while self.next < self.page.entries_end {
+            let next = self.next;
+            self.decode_at(next)?;
+        }
+        Ok(())
+    }
+
+    /// Moves to the next entry; becomes invalid past the last one.
+    pub(crate) fn next(&mut self) -> DecodeResult<()> {
+        if self.pos.is_none() {
+            return Ok(());
+        }
+        if self.next >= self.page.entries_end {
+            self.pos = None;
+            return Ok(());
+        }
+        let next = self.next;
+        self.decode_at(next)
+    }
+
+    /// Moves to the previous entry; becomes invalid before the first one.
+    pub(crate) fn prev(&mut self) -> DecodeResult<()> {
+        let Some(current) = self.pos else {
+            return Ok(());
+        };
+        if current == 0 {
+            self.pos = None;
+            return Ok(());
+        }
+        // The last restart strictly before the current entry.
+        let mut lo = 0;
+        let mut hi = self.page.n_restarts;
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if self.page.restart(mid) < current {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        self.seek_to_restart(lo)?;
+        while self.next < current {
+            let next = self.next;
+            self.decode_at(next)?;
+        }
+        if self.next != current {
+            return Err(DecodeError::new(format!(
+                "entries do not chain to page offset {current}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Positions at the first entry >= (key, seqno) in internal order; invalid if none.
+    pub(crate) fn seek(&mut self, key: &[u8], seqno: u64) -> DecodeResult<()> {
+        // The last restart whose key is < target; scanning starts there.
+        let mut lo = 0;
+        let mut hi = self.page.n_restarts;
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            self.seek_to_restart(mid)?;
+            if compare_internal(&self.key, self.seqno, key, seqno) == Ordering::Less {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        self.seek_to_restart(lo)?;
+        while compare_internal(&self.key, self.seqno, key, seqno) == Ordering::Less {
+            if self.next >= self.page.entries_end {
+                self.pos = None;
+                return Ok(());
+            }
+            let next = self.next;
+            self.decode_at(next)?;
+        }
+        Ok(())
+    }
+
+    /// Positions at the last entry <= (key, seqno) in internal order; invalid if none.
+    pub(crate) fn seek_for_prev(&mut self, key: &[u8], seqno: u64) -> DecodeResult<()> {
+        self.seek(key, seqno)?;
+        if !self.valid() {
+            return self.seek_to_last();
+        }
+        if compare_internal(&self.key, self.seqno, key, seqno) == Ordering::Greater {
+            self.prev()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(n: u32, interval: usize) -> Page {
+        let mut b = PageBuilder::new(interval);
+        for i in 0..n {
+            let key = format!("key{:04}", i / 2);
+            let seqno = 100 - u64::from(i % 2);
+            b.add(
+                key.as_bytes(),
+                seqno,
+                EntryKind::Put,
+                format!("v{i}").as_bytes(),
+            );
+        }
+        Page::parse(Bytes::from(b.finish())).unwrap()
+    }
+
+    fn collect_forward(page: &Page) -> Vec<(Vec<u8>, u64)> {
+        let mut c = PageCursor::new(page.clone());
+        c.seek_to_first().unwrap();
+        let mut out = Vec::new();
+        while c.valid() {
+            out.push((c.key().to_vec(), c.seqno()));
+            c.next().unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn forward_and_backward_agree() {
+        for interval in [1, 2, 16] {
+            let page = build(37, interval);
+            let forward = collect_forward(&page);
+            assert_eq!(forward.len(), 37);
+            let mut c = PageCursor::new(page);
+            c.seek_to_last().unwrap();
+            let mut backward = Vec::new();
+            while c.valid() {
+                backward.push((c.key().to_vec(), c.seqno()));
+                c.prev().unwrap();
+            }
+            backward.reverse();
+            assert_eq!(forward, backward);
+        }
+    }
+
+    #[test]
+    fn seeks_land_on_internal_order() {
+        let page = build(40, 4);
+        let mut c = PageCursor::new(page);
+        c.seek(b"key0005", u64::MAX).unwrap();
+        assert_eq!((c.key(), c.seqno()), (&b"key0005"[..], 100));
+        c.seek(b"key0005", 99).unwrap();
+        assert_eq!((c.key(), c.seqno()), (&b"key0005"[..], 99));
+        c.seek(b"key0005", 50).unwrap();
+        assert_eq!((c.key(), c.seqno()), (&b"key0006"[..], 100));
+        c.seek(b"zzz", 0).unwrap();
+        assert!(!c.valid());
+        c.seek_for_prev(b"key0005", 0).unwrap();
+        assert_eq!((c.key(), c.seqno()), (&b"key0005"[..], 99));
+        c.seek_for_prev(b"key0005", u64::MAX).unwrap();
+        assert_eq!((c.key(), c.seqno()), (&b"key0004"[..], 99));
+        c.seek_for_prev(b"a", 0).unwrap();
+        assert!(!c.valid());
+        c.seek_for_prev(b"zzz", 0).unwrap();
+        assert_eq!(c.key(), b"key0019");
+    }
+
+    #[test]
+    fn rejects_bad_restart_arrays() {
+        assert!(Page::parse(Bytes::from_static(&[])).is_err());
+        assert!(Page::parse(Bytes::from_static(&[0, 0, 0, 0])).is_err());
+        assert!(Page::parse(Bytes::from_static(&[1, 2, 0xff, 0xff, 0xff, 0x0f])).is_err());
+        // One restart that does not start at zero.
+        assert!(Page::parse(Bytes::from_static(&[9, 9, 1, 0, 0, 0, 1, 0, 0, 0])).is_err());
+    }
+}
