@@ -5,7 +5,7 @@
 //! the writer's memory at 8 bytes per distinct key until `finish` sizes the filter exactly (as
 //! RocksDB's full filters do), and lets a caller hash a key once and probe many runs.
 
-use std::hash::Hasher;
+use std::hash::{Hash, Hasher};
 
 use bloomfilter::Bloom;
 use siphasher::sip::SipHasher13;
@@ -24,9 +24,19 @@ pub fn key_fingerprint(key: &[u8]) -> u64 {
     hasher.finish()
 }
 
+/// What the filter stores: a fingerprint, hashed by the filter as its 8 little-endian bytes.
+/// (`Hash for u64` would use native byte order and make filters non-portable across endianness.)
+struct Fingerprint(u64);
+
+impl Hash for Fingerprint {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write(&self.0.to_le_bytes());
+    }
+}
+
 /// A loaded bloom filter.
 pub(crate) struct RunBloom {
-    filter: Bloom<u64>,
+    filter: Bloom<Fingerprint>,
 }
 
 impl RunBloom {
@@ -40,7 +50,7 @@ impl RunBloom {
         let mut filter =
             Bloom::new_for_fp_rate_with_seed(fingerprints.len(), fp_rate, &seed).ok()?;
         for fingerprint in fingerprints {
-            filter.set(fingerprint);
+            filter.set(&Fingerprint(*fingerprint));
         }
         Some(filter.into_bytes())
     }
@@ -67,7 +77,7 @@ impl RunBloom {
     }
 
     pub(crate) fn may_contain(&self, fingerprint: u64) -> bool {
-        self.filter.check(&fingerprint)
+        self.filter.check(&Fingerprint(fingerprint))
     }
 }
 

@@ -45,9 +45,23 @@ impl<'a> Reader<'a> {
         self.bytes.len().saturating_sub(self.pos)
     }
 
+    #[inline]
     pub(crate) fn varint(&mut self, what: &str) -> DecodeResult<u64> {
+        // Most varints in a page (lengths, small seqnos) are one byte.
+        if let Some(&byte) = self.bytes.get(self.pos) {
+            if byte < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(byte));
+            }
+        }
+        self.varint_slow(what)
+    }
+
+    #[cold]
+    fn varint_slow(&mut self, what: &str) -> DecodeResult<u64> {
         let mut result: u64 = 0;
-        for shift in (0..64).step_by(7) {
+        let mut shift = 0;
+        loop {
             let Some(&byte) = self.bytes.get(self.pos) else {
                 return Err(DecodeError::new(format!(
                     "{what}: varint runs past the end at {}",
@@ -65,10 +79,13 @@ impl<'a> Reader<'a> {
             if byte & 0x80 == 0 {
                 return Ok(result);
             }
+            shift += 7;
+            if shift > 63 {
+                return Err(DecodeError::new(format!(
+                    "{what}: varint longer than 10 bytes"
+                )));
+            }
         }
-        Err(DecodeError::new(format!(
-            "{what}: varint longer than 10 bytes"
-        )))
     }
 
     /// A varint that must fit in `usize` and be at most `max`.

@@ -145,6 +145,16 @@ pub(crate) fn decompress(
     stored: &[u8],
     raw_len: usize,
 ) -> DecodeResult<Vec<u8>> {
+    // LZ4 cannot expand more than 255:1, so a larger claim is damage; refusing it keeps a
+    // hostile length from turning into a large allocation. (zstd legitimately reaches far higher
+    // ratios; its claims are bounded by the format's page-size limit instead.)
+    if kind == CompressionType::Lz4 && raw_len > stored.len().saturating_mul(255).saturating_add(16)
+    {
+        return Err(DecodeError::new(format!(
+            "lz4 page of {} bytes cannot expand to {raw_len}",
+            stored.len()
+        )));
+    }
     match kind {
         CompressionType::None => {
             if stored.len() != raw_len {

@@ -4,15 +4,23 @@ use std::cmp::Ordering;
 
 use bytes::Bytes;
 
-/// The largest seqno an entry may carry: 2^56 - 1. The top 8 bits of the packed trailer hold the
-/// kind.
+/// The largest seqno an entry may carry: 2^56 - 1, so seqno and kind pack into one u64 trailer
+/// (`seqno << 8 | kind`).
 pub const MAX_SEQNO: u64 = (1 << 56) - 1;
 
 /// The longest user key accepted: 64 KiB.
 pub const MAX_KEY_LEN: usize = 64 * 1024;
 
-/// The default limit on value length: 16 MiB. Configurable per writer.
+/// The default limit on value length: 16 MiB. Configurable per writer up to
+/// [`MAX_VALUE_LEN_LIMIT`].
 pub const DEFAULT_MAX_VALUE_LEN: usize = 16 * 1024 * 1024;
+
+/// The largest value the format allows: 256 MiB. Bounds what a reader may allocate for one page,
+/// whatever a damaged or hostile file claims.
+pub const MAX_VALUE_LEN_LIMIT: usize = 256 * 1024 * 1024;
+
+/// The largest raw page a reader accepts: one entry of the largest key and value plus headers.
+pub const MAX_PAGE_RAW_LEN: usize = MAX_VALUE_LEN_LIMIT + MAX_KEY_LEN + 64;
 
 /// What an entry does to its key.
 ///
@@ -98,7 +106,7 @@ pub fn compare_internal(a_key: &[u8], a_seqno: u64, b_key: &[u8], b_seqno: u64) 
     a_key.cmp(b_key).then_with(|| b_seqno.cmp(&a_seqno))
 }
 
-/// Packs seqno and kind into the 8-byte trailer stored with every entry.
+/// Packs seqno and kind into the trailer stored (as a varint) with every entry.
 #[inline]
 pub(crate) fn pack_trailer(seqno: u64, kind: EntryKind) -> u64 {
     debug_assert!(seqno <= MAX_SEQNO);

@@ -278,6 +278,8 @@ impl RunIter {
 
     /// Moves to the next entry; invalid past the last one within bounds. A no-op when invalid.
     /// Errors as for [`RunIter::seek_to_first`].
+    // A fallible, bidirectional cursor cannot be an `Iterator`; `RunRange` is the iterator form.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<()> {
         if !self.valid() {
             return Ok(());

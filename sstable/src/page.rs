@@ -112,8 +112,30 @@ pub(crate) struct Page {
 }
 
 impl Page {
-    /// Validates the restart array of a raw page.
+    /// Validates the restart array of a raw page just decoded from the file.
     pub(crate) fn parse(data: Bytes) -> DecodeResult<Page> {
+        let page = Page::parse_trusted(data)?;
+        let mut previous = None;
+        for i in 0..page.n_restarts {
+            let offset = page.restart(i);
+            let ok = match previous {
+                None => offset == 0,
+                Some(prev) => offset > prev && offset < page.entries_end,
+            };
+            if !ok {
+                return Err(DecodeError::new(format!(
+                    "restart {i} at offset {offset} is out of order or range"
+                )));
+            }
+            previous = Some(offset);
+        }
+        Ok(page)
+    }
+
+    /// Locates the restart array of a page that [`Page::parse`] already validated (one held in
+    /// the page cache): O(1) instead of O(restarts). Still bounds-checked, so a wrong call can
+    /// yield decode errors but never a panic.
+    pub(crate) fn parse_trusted(data: Bytes) -> DecodeResult<Page> {
         let len = data.len();
         let n_restarts = read_u32_le(&data, len.wrapping_sub(4))
             .ok_or_else(|| DecodeError::new(format!("page of {len} bytes has no restart count")))?

@@ -12,7 +12,7 @@ use crate::block::{decode_block, decode_plain_block, BLOCK_TRAILER_LEN};
 use crate::bloom::{key_fingerprint, RunBloom};
 use crate::cache::{NoCache, PageCache, PageKey};
 use crate::counters::RunCounters;
-use crate::entry::{compare_internal, EntryKind};
+use crate::entry::{compare_internal, EntryKind, MAX_PAGE_RAW_LEN};
 use crate::error::{Error, Result};
 use crate::file::{map_file, ReadAt};
 use crate::footer::{BlockHandle, Footer, FOOTER_LEN, FORMAT_VERSION};
@@ -160,6 +160,20 @@ impl Run {
         let props = decode_plain_block(&props_bytes)
             .and_then(Properties::decode)
             .map_err(|e| e.at(path, footer.properties.offset))?;
+        if props.format_version != footer.format_version {
+            let what = format!(
+                "properties say format version {}, the footer {}",
+                props.format_version, footer.format_version
+            );
+            return Err(Error::corruption(path, footer.properties.offset, what));
+        }
+        if props.max_page_raw_len as usize > MAX_PAGE_RAW_LEN {
+            let what = format!(
+                "largest page claims {} raw bytes, above the format limit {MAX_PAGE_RAW_LEN}",
+                props.max_page_raw_len
+            );
+            return Err(Error::corruption(path, footer.properties.offset, what));
+        }
         let index_bytes = read(footer.index.offset, footer.index.len)?;
         let pages = decode_plain_block(&index_bytes)
             .and_then(|payload| decode_index(payload, data_end, props.max_page_raw_len))
@@ -284,7 +298,7 @@ impl Run {
             page: index as u32,
         };
         if let Some(bytes) = inner.cache.get(key) {
-            return Page::parse(bytes).map_err(|e| e.at(&inner.path, handle.offset));
+            return Page::parse_trusted(bytes).map_err(|e| e.at(&inner.path, handle.offset));
         }
         let stored_len = handle.stored_len as usize + BLOCK_TRAILER_LEN;
         let stored = inner

@@ -12,6 +12,7 @@ use crate::bloom::{key_fingerprint, RunBloom};
 use crate::compression::{Compression, CompressionType, Compressor};
 use crate::entry::{
     compare_internal, display_key, EntryKind, DEFAULT_MAX_VALUE_LEN, MAX_KEY_LEN, MAX_SEQNO,
+    MAX_VALUE_LEN_LIMIT,
 };
 use crate::error::{Error, Result};
 use crate::file::WriteFile;
@@ -23,8 +24,10 @@ use crate::properties::Properties;
 /// How a run is written. Every field has a default; see [`WriterOptions::default`].
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
-    /// Target raw page size in bytes; a page is closed once it reaches it (default 8 KiB, vinyl's
-    /// `page_size`; RocksDB: `block_size`). Must be at least 64.
+    /// Target raw page size in bytes (default 8 KiB, vinyl's `page_size`; RocksDB: `block_size`).
+    /// A page is closed before an entry that might push it past this size (the estimate allows 30
+    /// bytes of varints per entry), so pages end a little short of it; an entry larger than a page
+    /// gets a page of its own. Must be within 64 B..=64 MiB.
     pub page_size: usize,
     /// Entries between restart points inside a page (default 16; RocksDB:
     /// `block_restart_interval`). Must be at least 1.
@@ -34,7 +37,7 @@ pub struct WriterOptions {
     /// Bloom filter false-positive rate (default 0.01; 1.0 or more disables the filter; vinyl:
     /// `bloom_fpr`). Must be above 0.
     pub bloom_fp_rate: f64,
-    /// Longest value accepted (default 16 MiB).
+    /// Longest value accepted (default 16 MiB; at most [`crate::MAX_VALUE_LEN_LIMIT`]).
     pub max_value_len: usize,
     /// Caller metadata stored in the properties block.
     pub user_properties: BTreeMap<String, Vec<u8>>,
@@ -73,9 +76,9 @@ impl WriterOptions {
                 self.bloom_fp_rate
             )));
         }
-        if self.max_value_len > u32::MAX as usize / 2 {
+        if self.max_value_len > MAX_VALUE_LEN_LIMIT {
             return Err(Error::InvalidOption(format!(
-                "max_value_len {} is above 2 GiB",
+                "max_value_len {} is above the format's limit of {MAX_VALUE_LEN_LIMIT}",
                 self.max_value_len
             )));
         }
@@ -311,7 +314,16 @@ impl<W: WriteFile> RunWriter<W> {
     ///
     /// # Errors
     /// [`Error::Io`] if a write or the sync fails; the file must then be discarded.
-    pub fn finish(mut self) -> Result<Properties> {
+    pub fn finish(self) -> Result<Properties> {
+        self.finish_with_file().map(|(props, _)| props)
+    }
+
+    /// Like [`RunWriter::finish`], and hands back the synced file (for in-memory sinks and for
+    /// callers that want to keep the handle).
+    ///
+    /// # Errors
+    /// As for [`RunWriter::finish`].
+    pub fn finish_with_file(mut self) -> Result<(Properties, W)> {
         self.flush_page()?;
         if let Some((last_key, _)) = self.last.take() {
             self.props.max_key = last_key;
@@ -356,7 +368,7 @@ impl<W: WriteFile> RunWriter<W> {
             .into_inner()
             .map_err(|e| Error::io(&path, e.into_error()))?;
         file.sync_data().map_err(|e| Error::io(&path, e))?;
-        Ok(self.props)
+        Ok((self.props, file))
     }
 }
 
