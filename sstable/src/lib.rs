@@ -36,7 +36,6 @@
 //! # Ok(()) }
 //! ```
 
-
 mod block;
 mod bloom;
 mod cache;

@@ -7,14 +7,20 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use strata_sstable::{Compression, Entry, ReadOptions, Run, RunWriter, WriterOptions, FORMAT_VERSION};
+use strata_sstable::{
+    Compression, Entry, ReadOptions, Run, RunWriter, WriterOptions, FORMAT_VERSION,
+};
 
 fn testdata(version: u32) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("testdata/v{version}"))
 }
 
 fn cases() -> Vec<(&'static str, Compression)> {
-    vec![("none", Compression::None), ("lz4", Compression::Lz4), ("zstd", Compression::Zstd { level: 3 })]
+    vec![
+        ("none", Compression::None),
+        ("lz4", Compression::Lz4),
+        ("zstd", Compression::Zstd { level: 3 }),
+    ]
 }
 
 fn expected() -> Vec<Entry> {
@@ -29,7 +35,12 @@ fn version_1_runs_still_read() {
         for (name, compression) in cases() {
             let path = dir.join(format!("sample-{name}.run"));
             let _ = std::fs::remove_file(&path);
-            let options = WriterOptions { page_size: 512, restart_interval: 4, compression, ..WriterOptions::default() };
+            let options = WriterOptions {
+                page_size: 512,
+                restart_interval: 4,
+                compression,
+                ..WriterOptions::default()
+            };
             let mut writer = RunWriter::create(&path, options).expect("create");
             for e in expected() {
                 writer.add(&e.key, e.seqno, e.kind, &e.value).expect("add");
@@ -37,10 +48,14 @@ fn version_1_runs_still_read() {
             writer.finish().expect("finish");
         }
     }
-    assert_eq!(FORMAT_VERSION, 1, "a new format version needs its own testdata directory and test");
+    assert_eq!(
+        FORMAT_VERSION, 1,
+        "a new format version needs its own testdata directory and test"
+    );
     for (name, compression) in cases() {
         let path = dir.join(format!("sample-{name}.run"));
-        let run = Run::open(&path, ReadOptions::default()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let run = Run::open(&path, ReadOptions::default())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(run.properties().format_version, 1);
         assert_eq!(run.properties().compression, Some(compression));
         assert!(run.pages().len() > 10);
