@@ -4,8 +4,13 @@
 //! memtables, dumps of memtables into runs, the metadata log, crash recovery, read views,
 //! transactions, the compaction scheduler and the tuple layer. It builds on `strata-sstable` (the
 //! run file format) and `strata-compaction` (merging and policy).
-//!
-//! The engine is being built issue by issue; today this crate re-exports the run format so the
-//! tools and benchmarks can already work with runs.
 
+mod error;
+pub mod fs;
+#[allow(dead_code)]
+mod meta;
+#[allow(dead_code)]
+mod wal;
+
+pub use error::{Error, Result};
 pub use strata_sstable as sstable;

@@ -256,6 +256,17 @@ impl RunIter {
         Ok(())
     }
 
+    /// Positions at the last entry <= (key, seqno) in internal order (within bounds). Errors as
+    /// for [`RunIter::seek_to_first`].
+    pub fn seek_for_prev_at(&mut self, key: &[u8], seqno: u64) -> Result<()> {
+        if self.above_upper(key) {
+            return self.seek_to_last();
+        }
+        self.seek_le(key, seqno)?;
+        self.enforce_lower();
+        Ok(())
+    }
+
     /// Positions at the oldest version of the last user key <= `key` (within bounds). Errors as
     /// for [`RunIter::seek_to_first`].
     pub fn seek_for_prev(&mut self, key: &[u8]) -> Result<()> {

@@ -179,6 +179,10 @@ proptest! {
             let first_at = expected.iter().position(|e| compare_internal(&e.key, e.seqno, key, *read_seqno).is_ge());
             prop_assert_eq!(at(&iter), first_at.map(|i| (expected[i].key.to_vec(), expected[i].seqno)));
 
+            iter.seek_for_prev_at(key, *read_seqno).expect("seek_for_prev_at");
+            let last_at = expected.iter().rposition(|e| compare_internal(&e.key, e.seqno, key, *read_seqno).is_le());
+            prop_assert_eq!(at(&iter), last_at.map(|i| (expected[i].key.to_vec(), expected[i].seqno)));
+
             iter.seek_for_prev(key).expect("seek_for_prev");
             let last_le = expected.iter().rposition(|e| e.key.as_ref() <= key.as_slice());
             prop_assert_eq!(at(&iter), last_le.map(|i| (expected[i].key.to_vec(), expected[i].seqno)));

@@ -1,0 +1,1 @@
+//! The metadata log. To be written.
