@@ -1,0 +1,397 @@
+//! The commit pipeline: seqno assignment, group commit to the WAL, memtable inserts, and
+//! in-order visibility.
+//!
+//! Ordering invariants (the reason this module exists):
+//! 1. Seqnos are assigned under `state`, in queue order; batches get consecutive seqnos.
+//! 2. One committer at a time is the *leader*. It takes everything queued, writes it to the WAL
+//!    in one write (and, if any member asked, one sync: group commit), inserts every member's
+//!    entries into the memtables, publishes the group's last seqno as *visible*, and fills each
+//!    member's result slot. Groups are processed in seqno order, so visibility only moves
+//!    forward and never exposes a hole: a reader at the visible seqno sees every earlier batch.
+//! 3. A failed WAL write or sync poisons the pipeline. The failing group and every later commit
+//!    get an error; the sync is never retried (a retried fsync can succeed after the kernel
+//!    dropped the dirty pages, and that success would be a lie).
+//! 4. Sealing a memtable happens under `state` ([`CommitPipeline::with_next_seqno`]), so the seal
+//!    boundary is exact: every seqno below it was handed out before, every later one after.
+//!
+//! Committers encode their WAL payload before taking the lock (with a placeholder seqno patched
+//! in afterwards), so encoding runs in parallel; the leader's serial part is the write, the
+//! sync and the memtable inserts.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::batch::{self, BatchEntry};
+use crate::error::{Error, Result};
+use crate::options::WalMode;
+use crate::wal::WalWriter;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section here leaves its data consistent, so a panic elsewhere does not
+    // make the state unusable.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Why the pipeline failed, cloneable so every waiting committer gets it.
+#[derive(Debug, Clone)]
+struct Failure {
+    path: PathBuf,
+    kind: std::io::ErrorKind,
+    message: String,
+}
+
+impl Failure {
+    fn to_error(&self) -> Error {
+        Error::Io {
+            path: self.path.clone(),
+            source: std::io::Error::new(self.kind, self.message.clone()),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Slot {
+    result: Mutex<Option<std::result::Result<(), Failure>>>,
+}
+
+struct Pending {
+    first_seqno: u64,
+    entries: Vec<BatchEntry>,
+    payload: Vec<u8>,
+    sync: bool,
+    slot: Arc<Slot>,
+}
+
+struct CommitState {
+    next_seqno: u64,
+    queue: Vec<Pending>,
+    leader_active: bool,
+}
+
+/// The WAL's writer and the closed segments still holding undumped data.
+pub(crate) struct WalState {
+    pub writer: Option<WalWriter>,
+    /// (segment id, last seqno) of closed segments, oldest first.
+    pub closed: Vec<(u64, u64)>,
+    pub next_segment_id: u64,
+}
+
+/// Counters of the pipeline.
+#[derive(Debug, Default)]
+pub(crate) struct CommitCounters {
+    pub commits: AtomicU64,
+    pub groups: AtomicU64,
+    pub syncs: AtomicU64,
+    pub wal_bytes: AtomicU64,
+}
+
+/// See the module documentation. Thread-safe.
+pub(crate) struct CommitPipeline {
+    state: Mutex<CommitState>,
+    member_done: Condvar,
+    pub wal: Mutex<WalState>,
+    mode: WalMode,
+    segment_size_bytes: u64,
+    visible: AtomicU64,
+    visible_lock: Mutex<()>,
+    visible_changed: Condvar,
+    poisoned: AtomicBool,
+    poison_reason: Mutex<Option<String>>,
+    /// Every WAL record with a seqno at or below this is durable.
+    synced_seqno: AtomicU64,
+    pub counters: CommitCounters,
+}
+
+impl CommitPipeline {
+    /// A pipeline whose next seqno is `next_seqno` (everything below is visible).
+    pub fn new(next_seqno: u64, mode: WalMode, segment_size_bytes: u64, wal: WalState) -> Self {
+        CommitPipeline {
+            state: Mutex::new(CommitState {
+                next_seqno,
+                queue: Vec::new(),
+                leader_active: false,
+            }),
+            member_done: Condvar::new(),
+            wal: Mutex::new(wal),
+            mode,
+            segment_size_bytes,
+            visible: AtomicU64::new(next_seqno.saturating_sub(1)),
+            visible_lock: Mutex::new(()),
+            visible_changed: Condvar::new(),
+            poisoned: AtomicBool::new(false),
+            poison_reason: Mutex::new(None),
+            // Everything recovered from disk before this pipeline existed is durable already.
+            synced_seqno: AtomicU64::new(next_seqno.saturating_sub(1)),
+            counters: CommitCounters::default(),
+        }
+    }
+
+    /// The highest seqno whose batch (and every earlier one) is visible to readers.
+    pub fn visible_seqno(&self) -> u64 {
+        self.visible.load(Ordering::Acquire)
+    }
+
+    /// Runs `f` with the next seqno to be assigned, holding the commit lock so no seqno is
+    /// assigned meanwhile (used to seal memtables at an exact boundary).
+    pub fn with_next_seqno<R>(&self, f: impl FnOnce(u64) -> R) -> R {
+        let state = lock(&self.state);
+        f(state.next_seqno)
+    }
+
+    /// Blocks until `seqno` is visible, or the pipeline is poisoned, or `timeout` passes.
+    pub fn wait_visible(&self, seqno: u64, timeout: Duration) -> Result<()> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut guard = lock(&self.visible_lock);
+        while self.visible_seqno() < seqno {
+            self.check_poisoned()?;
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Err(Error::InvalidArgument(format!(
+                    "timed out waiting for seqno {seqno} to become visible"
+                )));
+            }
+            guard = match self
+                .visible_changed
+                .wait_timeout(guard, (deadline - now).min(Duration::from_millis(50)))
+            {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        Ok(())
+    }
+
+    /// Marks the database poisoned (first reason wins).
+    pub fn poison(&self, reason: String) {
+        let mut slot = lock(&self.poison_reason);
+        if slot.is_none() {
+            log::error!("strata: database poisoned: {reason}");
+            *slot = Some(reason);
+        }
+        self.poisoned.store(true, Ordering::Release);
+        drop(slot);
+        let _guard = lock(&self.visible_lock);
+        self.visible_changed.notify_all();
+    }
+
+    /// `Err(Poisoned)` once the pipeline is poisoned.
+    pub fn check_poisoned(&self) -> Result<()> {
+        if !self.poisoned.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let reason = lock(&self.poison_reason).clone().unwrap_or_default();
+        Err(Error::Poisoned { reason })
+    }
+
+    /// Commits one batch: assigns its seqnos, makes it durable per the WAL mode (or per `sync`),
+    /// applies it with `apply(first_seqno, entries)` and makes it visible. Returns the last seqno.
+    ///
+    /// `apply` must be the same function for every committer (the leader applies the whole
+    /// group) and must not fail.
+    ///
+    /// # Errors
+    /// [`Error::Poisoned`] after an earlier failure; the I/O error of a failed WAL write or sync
+    /// (which poisons the pipeline).
+    pub fn commit(
+        &self,
+        entries: Vec<BatchEntry>,
+        sync: bool,
+        apply: &dyn Fn(u64, &[BatchEntry]),
+    ) -> Result<u64> {
+        self.check_poisoned()?;
+        let count = entries.len() as u64;
+        if count == 0 {
+            return Ok(self.visible_seqno());
+        }
+        let mut payload = Vec::new();
+        if self.mode != WalMode::None {
+            payload.reserve(batch::encoded_len(&entries));
+            batch::encode(0, &entries, &mut payload);
+        }
+        let slot = Arc::new(Slot::default());
+        let mut state = lock(&self.state);
+        let first_seqno = state.next_seqno;
+        state.next_seqno += count;
+        batch::set_first_seqno(&mut payload, first_seqno);
+        let sync = sync || self.mode == WalMode::Fsync;
+        state.queue.push(Pending {
+            first_seqno,
+            entries,
+            payload,
+            sync,
+            slot: Arc::clone(&slot),
+        });
+
+        if state.leader_active {
+            loop {
+                if let Some(result) = lock(&slot.result).clone() {
+                    return result
+                        .map(|()| first_seqno + count - 1)
+                        .map_err(|f| f.to_error());
+                }
+                state = match self.member_done.wait(state) {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+            }
+        }
+
+        state.leader_active = true;
+        loop {
+            let group = std::mem::take(&mut state.queue);
+            drop(state);
+            let outcome = self.write_group(&group, apply);
+            state = lock(&self.state);
+            for member in &group {
+                *lock(&member.slot.result) = Some(outcome.clone());
+            }
+            self.member_done.notify_all();
+            if state.queue.is_empty() {
+                state.leader_active = false;
+                break;
+            }
+        }
+        drop(state);
+        let result = lock(&slot.result).clone();
+        match result {
+            Some(Ok(())) => Ok(first_seqno + count - 1),
+            Some(Err(failure)) => Err(failure.to_error()),
+            None => Err(Error::Poisoned {
+                reason: "commit lost its result".into(),
+            }),
+        }
+    }
+
+    fn write_group(
+        &self,
+        group: &[Pending],
+        apply: &dyn Fn(u64, &[BatchEntry]),
+    ) -> std::result::Result<(), Failure> {
+        if let Err(e) = self.check_poisoned() {
+            return Err(Failure {
+                path: PathBuf::new(),
+                kind: std::io::ErrorKind::Other,
+                message: e.to_string(),
+            });
+        }
+        let Some(last) = group.last() else {
+            return Ok(());
+        };
+        let last_seqno = last.first_seqno + last.entries.len() as u64 - 1;
+        if self.mode != WalMode::None {
+            self.write_wal(group).inspect_err(|failure| {
+                self.poison(format!(
+                    "WAL write failed on {}: {}",
+                    failure.path.display(),
+                    failure.message
+                ));
+            })?;
+        }
+        for member in group {
+            apply(member.first_seqno, &member.entries);
+        }
+        self.counters
+            .commits
+            .fetch_add(group.len() as u64, Ordering::Relaxed);
+        self.counters.groups.fetch_add(1, Ordering::Relaxed);
+        self.visible.store(last_seqno, Ordering::Release);
+        let _guard = lock(&self.visible_lock);
+        self.visible_changed.notify_all();
+        Ok(())
+    }
+
+    fn write_wal(&self, group: &[Pending]) -> std::result::Result<(), Failure> {
+        let mut wal = lock(&self.wal);
+        let fail = |e: Error| {
+            let (path, kind, message) = match e {
+                Error::Io { path, source } => (path, source.kind(), source.to_string()),
+                other => (PathBuf::new(), std::io::ErrorKind::Other, other.to_string()),
+            };
+            Failure {
+                path,
+                kind,
+                message,
+            }
+        };
+        let Some(writer) = wal.writer.as_mut() else {
+            return Err(Failure {
+                path: PathBuf::new(),
+                kind: std::io::ErrorKind::Other,
+                message: "WAL is closed".into(),
+            });
+        };
+        let records: Vec<(&[u8], u64)> = group
+            .iter()
+            .map(|m| {
+                (
+                    m.payload.as_slice(),
+                    m.first_seqno + m.entries.len() as u64 - 1,
+                )
+            })
+            .collect();
+        let written = writer.append(&records).map_err(fail)?;
+        self.counters
+            .wal_bytes
+            .fetch_add(written, Ordering::Relaxed);
+        if group.iter().any(|m| m.sync) {
+            writer.sync().map_err(fail)?;
+            self.counters.syncs.fetch_add(1, Ordering::Relaxed);
+            self.synced_seqno
+                .fetch_max(writer.last_seqno(), Ordering::AcqRel);
+        }
+        if writer.len() >= self.segment_size_bytes {
+            let next_id = wal.next_segment_id;
+            if let Some(old) = wal.writer.take() {
+                let closed = (old.segment_id(), old.last_seqno());
+                match old.rotate(next_id) {
+                    Ok(new) => {
+                        wal.writer = Some(new);
+                        wal.closed.push(closed);
+                        wal.next_segment_id += 1;
+                    }
+                    Err(e) => return Err(fail(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes every commit so far durable (syncs the WAL segment).
+    ///
+    /// # Errors
+    /// The sync's I/O error, which poisons the pipeline.
+    pub fn sync(&self) -> Result<()> {
+        self.sync_through(u64::MAX)
+    }
+
+    /// Makes every WAL record with a seqno at or below `seqno` durable, syncing only if needed.
+    /// Closed segments were synced when they were rotated, so syncing the current one suffices.
+    ///
+    /// A dump calls this before it logs `Dumped`: otherwise one keyspace could become durable
+    /// up to a seqno while another keyspace's writes below it sit in an unsynced WAL, and a
+    /// power loss would leave a state that is no prefix of the commit order.
+    ///
+    /// # Errors
+    /// The sync's I/O error, which poisons the pipeline.
+    pub fn sync_through(&self, seqno: u64) -> Result<()> {
+        self.check_poisoned()?;
+        if self.mode == WalMode::None || self.synced_seqno.load(Ordering::Acquire) >= seqno {
+            return Ok(());
+        }
+        let mut wal = lock(&self.wal);
+        if let Some(writer) = wal.writer.as_mut() {
+            let last = writer.last_seqno();
+            if let Err(e) = writer.sync() {
+                self.poison(format!("WAL sync failed: {e}"));
+                return Err(e);
+            }
+            self.counters.syncs.fetch_add(1, Ordering::Relaxed);
+            self.synced_seqno.fetch_max(last, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,534 @@
+//! The database: opening, keyspaces, the write entry point, dump scheduling and shutdown.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use strata_sstable::{ClockCache, MAX_KEY_LEN};
+
+use crate::batch::BatchEntry;
+use crate::commit::CommitPipeline;
+use crate::dump::DumpJob;
+use crate::error::{Error, Result};
+use crate::fs::{DirLock, Fs};
+use crate::keyspace::{Keyspace, KeyspaceInner};
+use crate::memtable::Memtable;
+use crate::meta::{MetaLog, MetaRecord};
+use crate::options::{KeyspaceOptions, Options, WalMode};
+use crate::snapshot::{ReadViews, Snapshot};
+use crate::stats::DbStats;
+use crate::version::{Reaper, TreeVersion};
+use crate::write_batch::WriteBatch;
+
+/// The lock file inside the database directory.
+pub(crate) const LOCK_FILE: &str = "LOCK";
+
+/// An open database. Cheap to clone (`Arc` inside), `Send + Sync`.
+///
+/// The database closes when the last `Db` or [`Keyspace`] handle is dropped, or explicitly with
+/// [`Db::close`]: background dumps finish, the WAL is synced, and the directory lock is
+/// released. Nothing acknowledged is lost by a clean close.
+#[derive(Clone)]
+pub struct Db {
+    pub(crate) inner: Arc<DbInner>,
+    _handle: Arc<CloseOnDrop>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("path", &self.inner.dir).finish()
+    }
+}
+
+/// Closes the database when the last user-facing handle goes away.
+struct CloseOnDrop {
+    inner: Arc<DbInner>,
+}
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if let Err(e) = self.inner.shutdown() {
+            log::error!("strata: closing {}: {e}", self.inner.dir.display());
+        }
+    }
+}
+
+/// Keyspaces by id and by name.
+#[derive(Default)]
+pub(crate) struct Registry {
+    pub by_id: HashMap<u32, Arc<KeyspaceInner>>,
+    pub by_name: HashMap<String, u32>,
+}
+
+/// Shared state of an open database.
+pub(crate) struct DbInner {
+    pub dir: PathBuf,
+    pub options: Options,
+    pub fs: Arc<dyn Fs>,
+    lock: Mutex<Option<Box<dyn DirLock>>>,
+    pub cache: Arc<ClockCache>,
+    pub meta: Mutex<MetaLog>,
+    pub keyspaces: RwLock<Registry>,
+    pub commit: CommitPipeline,
+    pub read_views: ReadViews,
+    pub quota: crate::quota::Quota,
+    pub reaper: Arc<Reaper>,
+    dump_tx: Mutex<Option<crossbeam_channel::Sender<DumpJob>>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    /// Bumped after every finished dump; `flush` waits on it.
+    pub dump_generation: Mutex<u64>,
+    pub dump_done: Condvar,
+    closed: AtomicBool,
+    scheduling: Mutex<()>,
+    pub recovered_records: AtomicU64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Db {
+    /// Opens (creating if needed) the database in directory `path`: replays the metadata log,
+    /// opens every live run, replays the WAL past each keyspace's dumped seqno, and starts the
+    /// background dump threads.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] if another process or handle holds the directory;
+    /// [`Error::Corruption`] (file and offset) for damaged metadata, runs or WAL records (a torn
+    /// last WAL record is not damage: it is dropped); [`Error::InvalidArgument`] for bad options;
+    /// I/O errors.
+    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Db> {
+        options.validate()?;
+        let inner = crate::recovery::open(path.as_ref(), options)?;
+        let inner = Arc::new(inner);
+        DbInner::start_workers(&inner);
+        Ok(Db {
+            _handle: Arc::new(CloseOnDrop {
+                inner: Arc::clone(&inner),
+            }),
+            inner,
+        })
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Opens the keyspace `name`, creating it with `options` if it does not exist. An existing
+    /// keyspace keeps the options it was created with.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an empty or over-long name or bad options; I/O errors
+    /// writing the metadata log.
+    pub fn keyspace(&self, name: &str, options: KeyspaceOptions) -> Result<Keyspace> {
+        self.inner.check_open()?;
+        if name.is_empty() || name.len() > 255 {
+            return Err(Error::InvalidArgument(format!(
+                "keyspace name {name:?} must be 1..=255 bytes"
+            )));
+        }
+        if let Some(inner) = self.inner.keyspace_by_name(name) {
+            return Ok(Keyspace {
+                db: self.clone(),
+                inner,
+            });
+        }
+        options.validate()?;
+        let mut meta = lock(&self.inner.meta);
+        // Re-check under the metadata lock: another thread may have created it meanwhile.
+        if let Some(inner) = self.inner.keyspace_by_name(name) {
+            return Ok(Keyspace {
+                db: self.clone(),
+                inner,
+            });
+        }
+        let id = meta.state().next_keyspace_id;
+        meta.commit(vec![MetaRecord::CreateKeyspace {
+            id,
+            name: name.to_string(),
+            options: options.encode(),
+        }])?;
+        drop(meta);
+        let version = TreeVersion {
+            active: Arc::new(Memtable::new(0)),
+            sealed: Vec::new(),
+            runs: Vec::new(),
+        };
+        let inner = Arc::new(KeyspaceInner::new(id, name.to_string(), options, version));
+        let mut registry = self
+            .inner
+            .keyspaces
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        registry.by_name.insert(name.to_string(), id);
+        registry.by_id.insert(id, Arc::clone(&inner));
+        Ok(Keyspace {
+            db: self.clone(),
+            inner,
+        })
+    }
+
+    /// Drops the keyspace `name` and all its data. Open handles to it fail with
+    /// [`Error::KeyspaceNotFound`] from then on; its runs are deleted once no iterator reads them.
+    ///
+    /// # Errors
+    /// [`Error::KeyspaceNotFound`]; I/O errors writing the metadata log.
+    pub fn drop_keyspace(&self, name: &str) -> Result<()> {
+        self.inner.check_open()?;
+        let Some(ks) = self.inner.keyspace_by_name(name) else {
+            return Err(Error::KeyspaceNotFound(name.to_string()));
+        };
+        let _maintenance = lock(&ks.maintenance);
+        let mut meta = lock(&self.inner.meta);
+        meta.commit(vec![MetaRecord::DropKeyspace { id: ks.id }])?;
+        drop(meta);
+        ks.dropped.store(true, Ordering::Release);
+        let version = ks.current();
+        for run in &version.runs {
+            run.mark_obsolete();
+        }
+        let memory: u64 = version.memtables().map(|m| m.size_bytes()).sum();
+        ks.update(|_| TreeVersion {
+            active: Arc::new(Memtable::new(0)),
+            sealed: Vec::new(),
+            runs: Vec::new(),
+        });
+        self.inner.quota.release(memory);
+        let mut registry = self
+            .inner
+            .keyspaces
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        registry.by_name.remove(name);
+        registry.by_id.remove(&ks.id);
+        Ok(())
+    }
+
+    /// Names of all keyspaces, sorted.
+    pub fn keyspace_names(&self) -> Vec<String> {
+        let registry = self
+            .inner
+            .keyspaces
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut names: Vec<String> = registry.by_name.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// A new, empty batch of writes across keyspaces, applied atomically by
+    /// [`WriteBatch::commit`].
+    pub fn batch(&self) -> WriteBatch {
+        WriteBatch::new(self.clone())
+    }
+
+    /// A read view of everything committed so far. Reads through it never see later commits.
+    /// It pins only a seqno (compaction keeps the versions it needs), not files or memory.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::new(Arc::clone(&self.inner))
+    }
+
+    /// Makes every commit so far durable (syncs the WAL), whatever the WAL mode.
+    ///
+    /// # Errors
+    /// The sync's I/O error (which poisons the database), or [`Error::Poisoned`].
+    pub fn sync(&self) -> Result<()> {
+        self.inner.check_open()?;
+        if self.inner.options.wal_mode == WalMode::None {
+            // Without a log, the only durable place is a run.
+            return self.inner.flush();
+        }
+        self.inner.commit.sync()
+    }
+
+    /// Dumps every memtable to runs and waits until they are written.
+    ///
+    /// # Errors
+    /// [`Error::Poisoned`] if a dump failed; [`Error::Closed`].
+    pub fn flush(&self) -> Result<()> {
+        self.inner.flush()
+    }
+
+    /// Counters and gauges of the database and each keyspace.
+    pub fn stats(&self) -> DbStats {
+        crate::stats::collect(&self.inner)
+    }
+
+    /// Closes the database: waits for in-flight dumps, syncs the WAL, stops background threads
+    /// and releases the directory lock. Other handles fail with [`Error::Closed`] afterwards.
+    ///
+    /// # Errors
+    /// The final WAL sync's error.
+    pub fn close(self) -> Result<()> {
+        self.inner.shutdown()
+    }
+}
+
+/// What recovery hands to [`DbInner::new`].
+pub(crate) struct Parts {
+    pub lock: Box<dyn DirLock>,
+    pub meta: MetaLog,
+    pub registry: Registry,
+    pub commit: CommitPipeline,
+    pub quota_used: u64,
+    pub reaper: Arc<Reaper>,
+    pub cache: Arc<ClockCache>,
+}
+
+impl DbInner {
+    pub fn new(dir: PathBuf, options: Options, parts: Parts) -> Self {
+        let quota = crate::quota::Quota::new(options.memory_limit_bytes);
+        quota.charge(parts.quota_used);
+        DbInner {
+            dir,
+            fs: Arc::clone(&options.fs),
+            cache: parts.cache,
+            options,
+            lock: Mutex::new(Some(parts.lock)),
+            meta: Mutex::new(parts.meta),
+            keyspaces: RwLock::new(parts.registry),
+            commit: parts.commit,
+            read_views: ReadViews::default(),
+            quota,
+            reaper: parts.reaper,
+            dump_tx: Mutex::new(None),
+            workers: Mutex::new(Vec::new()),
+            dump_generation: Mutex::new(0),
+            dump_done: Condvar::new(),
+            closed: AtomicBool::new(false),
+            scheduling: Mutex::new(()),
+            recovered_records: AtomicU64::new(0),
+        }
+    }
+
+    fn start_workers(inner: &Arc<DbInner>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut workers = lock(&inner.workers);
+        for i in 0..inner.options.dump_threads {
+            let db = Arc::clone(inner);
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("strata-dump-{i}"))
+                .spawn(move || crate::dump::worker(&db, &rx));
+            match spawned {
+                Ok(handle) => workers.push(handle),
+                Err(e) => inner
+                    .commit
+                    .poison(format!("cannot start a dump thread: {e}")),
+            }
+        }
+        *lock(&inner.dump_tx) = Some(tx);
+        drop(workers);
+        // Memtables recovered from the WAL may already be over the watermark.
+        inner.maybe_schedule_dump();
+    }
+
+    pub fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    pub fn keyspace_by_name(&self, name: &str) -> Option<Arc<KeyspaceInner>> {
+        let registry = self.keyspaces.read().unwrap_or_else(|p| p.into_inner());
+        registry
+            .by_name
+            .get(name)
+            .and_then(|id| registry.by_id.get(id))
+            .cloned()
+    }
+
+    pub fn all_keyspaces(&self) -> Vec<Arc<KeyspaceInner>> {
+        let registry = self.keyspaces.read().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = registry.by_id.values().cloned().collect();
+        all.sort_by_key(|k| k.id);
+        all
+    }
+
+    /// Validates and commits a batch.
+    pub fn commit(&self, entries: Vec<BatchEntry>, sync: bool) -> Result<()> {
+        self.check_open()?;
+        let encoded_len: usize = entries
+            .iter()
+            .map(|e| e.key.len() + e.value.len() + 24)
+            .sum();
+        if encoded_len > crate::wal::MAX_PAYLOAD_LEN {
+            return Err(Error::InvalidArgument(format!(
+                "batch of {encoded_len} bytes exceeds the WAL record limit of {} bytes",
+                crate::wal::MAX_PAYLOAD_LEN
+            )));
+        }
+        for e in &entries {
+            if e.key.len() > MAX_KEY_LEN {
+                return Err(Error::KeyTooLarge {
+                    len: e.key.len(),
+                    max: MAX_KEY_LEN,
+                });
+            }
+            if e.value.len() > self.options.max_value_len {
+                return Err(Error::ValueTooLarge {
+                    len: e.value.len(),
+                    max: self.options.max_value_len,
+                });
+            }
+        }
+        {
+            let registry = self.keyspaces.read().unwrap_or_else(|p| p.into_inner());
+            for e in &entries {
+                if !registry.by_id.contains_key(&e.keyspace) {
+                    return Err(Error::KeyspaceNotFound(format!("#{}", e.keyspace)));
+                }
+            }
+        }
+        self.quota.throttle(self.options.quota_timeout, || {
+            self.check_open()?;
+            self.commit.check_poisoned()
+        })?;
+        let apply = |first_seqno: u64, entries: &[BatchEntry]| self.apply(first_seqno, entries);
+        self.commit.commit(entries, sync, &apply)?;
+        self.maybe_schedule_dump();
+        Ok(())
+    }
+
+    /// Inserts committed entries into memtables (called by the commit leader, in seqno order).
+    fn apply(&self, first_seqno: u64, entries: &[BatchEntry]) {
+        let registry = self.keyspaces.read().unwrap_or_else(|p| p.into_inner());
+        let mut charged = 0;
+        for (i, entry) in entries.iter().enumerate() {
+            if let Some(ks) = registry.by_id.get(&entry.keyspace) {
+                charged += ks.insert(first_seqno + i as u64, entry);
+                ks.counters.writes.fetch_add(1, Ordering::Relaxed);
+                ks.counters.user_bytes_written.fetch_add(
+                    (entry.key.len() + entry.value.len()) as u64,
+                    Ordering::Relaxed,
+                );
+            }
+        }
+        self.quota.charge(charged);
+    }
+
+    /// The memory above which active memtables are sealed and dumped: half the limit. (vinyl
+    /// derives it from measured dump bandwidth and the write rate; a fixed half keeps one
+    /// memtable generation filling while the previous one is written.)
+    fn dump_watermark(&self) -> u64 {
+        self.quota.limit_bytes() / 2
+    }
+
+    /// Seals the largest active memtables while active memory is above the watermark, and
+    /// queues their dumps.
+    pub fn maybe_schedule_dump(&self) {
+        if self.quota.used_bytes() < self.dump_watermark() {
+            return;
+        }
+        let Ok(_guard) = self.scheduling.try_lock() else {
+            return;
+        };
+        loop {
+            let keyspaces = self.all_keyspaces();
+            let active: u64 = keyspaces
+                .iter()
+                .map(|k| k.current().active.size_bytes())
+                .sum();
+            if active < self.dump_watermark() {
+                return;
+            }
+            let Some(largest) = keyspaces
+                .iter()
+                .max_by_key(|k| k.current().active.size_bytes())
+            else {
+                return;
+            };
+            if !self.seal_and_queue(largest) {
+                return;
+            }
+        }
+    }
+
+    /// Seals `ks`'s active memtable and queues its dump; false if there was nothing to seal.
+    pub fn seal_and_queue(&self, ks: &Arc<KeyspaceInner>) -> bool {
+        let sealed = self.commit.with_next_seqno(|next| ks.seal(next));
+        if sealed.is_none() {
+            return false;
+        }
+        if let Some(tx) = lock(&self.dump_tx).as_ref() {
+            let _ = tx.send(DumpJob::Dump(Arc::clone(ks)));
+        }
+        true
+    }
+
+    pub fn flush(&self) -> Result<()> {
+        self.check_open()?;
+        self.flush_unchecked()
+    }
+
+    /// `flush` without the closed check (used by `shutdown` itself).
+    fn flush_unchecked(&self) -> Result<()> {
+        self.commit.check_poisoned()?;
+        let mut waiting = Vec::new();
+        for ks in self.all_keyspaces() {
+            self.seal_and_queue(&ks);
+            if let Some(newest) = ks.current().sealed.first() {
+                waiting.push((Arc::clone(&ks), Arc::clone(newest)));
+            }
+        }
+        let mut generation = lock(&self.dump_generation);
+        for (ks, memtable) in waiting {
+            while ks
+                .current()
+                .sealed
+                .iter()
+                .any(|m| Arc::ptr_eq(m, &memtable))
+            {
+                self.commit.check_poisoned()?;
+                if ks.dropped.load(Ordering::Acquire) {
+                    break;
+                }
+                generation = match self
+                    .dump_done
+                    .wait_timeout(generation, Duration::from_millis(50))
+                {
+                    Ok((g, _)) => g,
+                    Err(p) => p.into_inner().0,
+                };
+            }
+        }
+        drop(generation);
+        self.commit.check_poisoned()
+    }
+
+    /// Stops background work and releases the directory. Idempotent.
+    pub fn shutdown(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        // New writes are refused from here on. Without a WAL, memtables must reach runs before
+        // the threads stop, or a clean close would lose acknowledged writes.
+        let mut result = Ok(());
+        if self.options.wal_mode == WalMode::None && self.commit.check_poisoned().is_ok() {
+            result = self.flush_unchecked();
+        }
+        if let Some(tx) = lock(&self.dump_tx).take() {
+            for _ in 0..self.options.dump_threads {
+                let _ = tx.send(DumpJob::Shutdown);
+            }
+        }
+        let workers = std::mem::take(&mut *lock(&self.workers));
+        for worker in workers {
+            if worker.thread().id() != std::thread::current().id() {
+                let _ = worker.join();
+            }
+        }
+        self.quota.wake_all();
+        if result.is_ok() && self.commit.check_poisoned().is_ok() {
+            result = self.commit.sync();
+        }
+        lock(&self.commit.wal).writer = None;
+        *lock(&self.lock) = None;
+        result
+    }
+}

@@ -1,0 +1,235 @@
+//! User iterators: committed (key, value) pairs in key order, both directions.
+//!
+//! An [`Iter`] pins the tree version it was created on (memtables and runs) and a read seqno, so
+//! it is a consistent read view for its whole life however long it lives; the runs it reads stay
+//! on disk until it is dropped, but nothing else waits for it. It merges every source with a
+//! heap ([`MergeIter`]) and resolves each user key to its newest version at the read seqno,
+//! hiding deletes. The front and the back each have their own merge cursor, created on first
+//! use, and stop where they meet.
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use strata_compaction::{BoxedSource, EntrySource, MergeIter};
+use strata_sstable::{EntryKind, RunIter};
+
+use crate::error::Result;
+use crate::keyspace::{Key, KeyspaceInner, Value};
+use crate::memtable::MemCursor;
+use crate::version::TreeVersion;
+
+/// A double-ended iterator over committed pairs; see the module documentation.
+///
+/// Yields `Err` once if a run cannot be read (I/O or corruption), then ends.
+pub struct Iter {
+    version: Arc<TreeVersion>,
+    read_seqno: u64,
+    lower: Bound<Bytes>,
+    upper: Bound<Bytes>,
+    front: Option<MergeIter>,
+    back: Option<MergeIter>,
+    front_last: Option<Bytes>,
+    back_last: Option<Bytes>,
+    done: bool,
+}
+
+impl std::fmt::Debug for Iter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Iter")
+            .field("read_seqno", &self.read_seqno)
+            .field("lower", &self.lower)
+            .field("upper", &self.upper)
+            .finish()
+    }
+}
+
+fn as_slice(bound: &Bound<Bytes>) -> Bound<&[u8]> {
+    match bound {
+        Bound::Included(k) => Bound::Included(k.as_ref()),
+        Bound::Excluded(k) => Bound::Excluded(k.as_ref()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+impl Iter {
+    pub(crate) fn new(
+        ks: &KeyspaceInner,
+        read_seqno: u64,
+        lower: Bound<Bytes>,
+        upper: Bound<Bytes>,
+    ) -> Iter {
+        Iter::over(ks.current(), read_seqno, lower, upper)
+    }
+
+    pub(crate) fn over(
+        version: Arc<TreeVersion>,
+        read_seqno: u64,
+        lower: Bound<Bytes>,
+        upper: Bound<Bytes>,
+    ) -> Iter {
+        Iter {
+            version,
+            read_seqno,
+            lower,
+            upper,
+            front: None,
+            back: None,
+            front_last: None,
+            back_last: None,
+            done: false,
+        }
+    }
+
+    fn merge(&self) -> MergeIter {
+        let mut sources: Vec<BoxedSource> = Vec::new();
+        for memtable in self.version.memtables() {
+            if memtable.start_seqno <= self.read_seqno && !memtable.is_empty() {
+                sources.push(Box::new(MemCursor::new(Arc::clone(memtable))));
+            }
+        }
+        for handle in &self.version.runs {
+            if handle.info.min_seqno <= self.read_seqno {
+                sources.push(Box::new(RunIter::new(
+                    &handle.run,
+                    as_slice(&self.lower),
+                    as_slice(&self.upper),
+                )));
+            }
+        }
+        MergeIter::new(sources)
+    }
+
+    fn below_lower(lower: &Bound<Bytes>, key: &[u8]) -> bool {
+        match lower {
+            Bound::Included(l) => key < l.as_ref(),
+            Bound::Excluded(l) => key <= l.as_ref(),
+            Bound::Unbounded => false,
+        }
+    }
+
+    fn above_upper(upper: &Bound<Bytes>, key: &[u8]) -> bool {
+        match upper {
+            Bound::Included(u) => key > u.as_ref(),
+            Bound::Excluded(u) => key >= u.as_ref(),
+            Bound::Unbounded => false,
+        }
+    }
+
+    fn step_front(&mut self) -> Result<Option<(Key, Value)>> {
+        if self.front.is_none() {
+            let mut merge = self.merge();
+            match &self.lower {
+                Bound::Unbounded => merge.seek_to_first()?,
+                Bound::Included(k) => merge.seek(k, u64::MAX)?,
+                Bound::Excluded(k) => {
+                    merge.seek(k, 0)?;
+                    while merge.valid() && merge.key() == k.as_ref() {
+                        merge.next()?;
+                    }
+                }
+            }
+            self.front = Some(merge);
+        }
+        let Some(merge) = self.front.as_mut() else {
+            return Ok(None);
+        };
+        loop {
+            if !merge.valid() {
+                return Ok(None);
+            }
+            let key = Bytes::copy_from_slice(merge.key());
+            if Self::above_upper(&self.upper, &key)
+                || self.back_last.as_ref().is_some_and(|b| key >= *b)
+            {
+                return Ok(None);
+            }
+            let mut newest: Option<(EntryKind, Bytes)> = None;
+            while merge.valid() && merge.key() == key.as_ref() {
+                if newest.is_none() && merge.seqno() <= self.read_seqno {
+                    newest = Some((merge.kind(), merge.value()));
+                }
+                merge.next()?;
+            }
+            if let Some((EntryKind::Put | EntryKind::Merge, value)) = newest {
+                self.front_last = Some(key.clone());
+                return Ok(Some((key, value)));
+            }
+        }
+    }
+
+    fn step_back(&mut self) -> Result<Option<(Key, Value)>> {
+        if self.back.is_none() {
+            let mut merge = self.merge();
+            match &self.upper {
+                Bound::Unbounded => merge.seek_to_last()?,
+                Bound::Included(k) => merge.seek_for_prev(k, 0)?,
+                Bound::Excluded(k) => merge.seek_for_prev(k, u64::MAX)?,
+            }
+            self.back = Some(merge);
+        }
+        let Some(merge) = self.back.as_mut() else {
+            return Ok(None);
+        };
+        loop {
+            if !merge.valid() {
+                return Ok(None);
+            }
+            let key = Bytes::copy_from_slice(merge.key());
+            if Self::below_lower(&self.lower, &key)
+                || self.front_last.as_ref().is_some_and(|f| key <= *f)
+            {
+                return Ok(None);
+            }
+            // Going backwards, a key's versions come oldest first: the last visible one seen is
+            // the newest visible.
+            let mut newest: Option<(EntryKind, Bytes)> = None;
+            while merge.valid() && merge.key() == key.as_ref() {
+                if merge.seqno() <= self.read_seqno {
+                    newest = Some((merge.kind(), merge.value()));
+                }
+                merge.prev()?;
+            }
+            if let Some((EntryKind::Put | EntryKind::Merge, value)) = newest {
+                self.back_last = Some(key.clone());
+                return Ok(Some((key, value)));
+            }
+        }
+    }
+
+    fn finish(&mut self, step: Result<Option<(Key, Value)>>) -> Option<Result<(Key, Value)>> {
+        match step {
+            Ok(Some(pair)) => Some(Ok(pair)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+impl Iterator for Iter {
+    type Item = Result<(Key, Value)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let step = self.step_front();
+        self.finish(step)
+    }
+}
+
+impl DoubleEndedIterator for Iter {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let step = self.step_back();
+        self.finish(step)
+    }
+}

@@ -1,0 +1,278 @@
+//! Keyspaces: one LSM tree each. `KeyspaceInner` is the engine's state of a tree; `Keyspace`
+//! is the user's handle to it.
+
+use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+use strata_sstable::{EntryKind, RunCounters};
+
+use crate::batch::BatchEntry;
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::iter::Iter;
+use crate::memtable::Memtable;
+use crate::options::KeyspaceOptions;
+use crate::read;
+use crate::version::TreeVersion;
+
+/// A user key: a cheaply cloneable shared buffer.
+pub type Key = Bytes;
+/// A value: a cheaply cloneable shared buffer (often a slice of a cached page).
+pub type Value = Bytes;
+
+/// Counters of one keyspace.
+#[derive(Debug, Default)]
+pub(crate) struct KeyspaceCounters {
+    pub user_bytes_written: AtomicU64,
+    pub writes: AtomicU64,
+    pub dumps: AtomicU64,
+    pub dump_bytes_in: AtomicU64,
+    pub dump_bytes_out: AtomicU64,
+    pub dump_micros: AtomicU64,
+    pub compactions: AtomicU64,
+    pub compaction_bytes_in: AtomicU64,
+    pub compaction_bytes_out: AtomicU64,
+    pub compaction_micros: AtomicU64,
+    pub gets: AtomicU64,
+    pub gets_from_memtable: AtomicU64,
+    pub runs_probed: AtomicU64,
+}
+
+/// The engine's state of one keyspace. Thread-safe.
+pub(crate) struct KeyspaceInner {
+    pub id: u32,
+    pub name: String,
+    pub options: KeyspaceOptions,
+    version: RwLock<Arc<TreeVersion>>,
+    /// One dump or compaction of this keyspace at a time, oldest sealed memtable first.
+    pub maintenance: Mutex<()>,
+    pub dropped: AtomicBool,
+    pub run_counters: Arc<RunCounters>,
+    pub counters: KeyspaceCounters,
+}
+
+impl std::fmt::Debug for KeyspaceInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyspaceInner")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl KeyspaceInner {
+    pub fn new(id: u32, name: String, options: KeyspaceOptions, version: TreeVersion) -> Self {
+        KeyspaceInner {
+            id,
+            name,
+            options,
+            version: RwLock::new(Arc::new(version)),
+            maintenance: Mutex::new(()),
+            dropped: AtomicBool::new(false),
+            run_counters: Arc::new(RunCounters::default()),
+            counters: KeyspaceCounters::default(),
+        }
+    }
+
+    /// The current tree; cheap (one `Arc` clone under a read lock).
+    pub fn current(&self) -> Arc<TreeVersion> {
+        Arc::clone(&self.version.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Replaces the tree with `f(current)`.
+    pub fn update(&self, f: impl FnOnce(&TreeVersion) -> TreeVersion) {
+        let mut guard = self.version.write().unwrap_or_else(|p| p.into_inner());
+        let next = f(&guard);
+        *guard = Arc::new(next);
+    }
+
+    /// Inserts a committed entry into the memtable that owns its seqno; returns the bytes charged.
+    pub fn insert(&self, seqno: u64, entry: &BatchEntry) -> u64 {
+        let guard = self.version.read().unwrap_or_else(|p| p.into_inner());
+        let target = guard
+            .memtables()
+            .find(|m| m.accepts(seqno))
+            .unwrap_or(&guard.active);
+        target.insert(entry.key.clone(), seqno, entry.kind, entry.value.clone())
+    }
+
+    /// Seals the active memtable at `limit` (called under the commit lock) and returns it, or
+    /// `None` if it is empty.
+    pub fn seal(&self, limit: u64) -> Option<Arc<Memtable>> {
+        let mut guard = self.version.write().unwrap_or_else(|p| p.into_inner());
+        if guard.active.is_empty() {
+            return None;
+        }
+        let sealed = Arc::clone(&guard.active);
+        sealed.seal(limit);
+        let mut next = TreeVersion::clone(&guard);
+        next.sealed.insert(0, Arc::clone(&sealed));
+        next.active = Arc::new(Memtable::new(limit));
+        *guard = Arc::new(next);
+        Some(sealed)
+    }
+
+    pub fn check_live(&self) -> Result<()> {
+        if self.dropped.load(Ordering::Acquire) {
+            return Err(Error::KeyspaceNotFound(self.name.clone()));
+        }
+        Ok(())
+    }
+}
+
+/// A handle to one keyspace (one LSM tree) of a database.
+///
+/// Cheap to clone, `Send + Sync`; keeps the database open while it lives. Every read sees a
+/// consistent state: the newest committed one, or a snapshot's.
+#[derive(Clone, Debug)]
+pub struct Keyspace {
+    pub(crate) db: Db,
+    pub(crate) inner: Arc<KeyspaceInner>,
+}
+
+impl Keyspace {
+    /// The keyspace's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The options the keyspace was created with.
+    pub fn options(&self) -> &KeyspaceOptions {
+        &self.inner.options
+    }
+
+    /// Sets `key` to `value`, atomically and durably per the database's WAL mode.
+    ///
+    /// # Errors
+    /// [`Error::KeyTooLarge`], [`Error::ValueTooLarge`], [`Error::KeyspaceNotFound`] (dropped),
+    /// [`Error::QuotaTimeout`], [`Error::Poisoned`], [`Error::Closed`], or the WAL's I/O error.
+    pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
+        self.write(EntryKind::Put, key.as_ref(), value.as_ref())
+    }
+
+    /// Removes `key` (a no-op if absent). Errors as for [`Keyspace::put`].
+    pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<()> {
+        self.write(EntryKind::Delete, key.as_ref(), b"")
+    }
+
+    fn write(&self, kind: EntryKind, key: &[u8], value: &[u8]) -> Result<()> {
+        let entry = BatchEntry {
+            keyspace: self.inner.id,
+            kind,
+            key: Bytes::copy_from_slice(key),
+            value: Bytes::copy_from_slice(value),
+        };
+        self.db.inner.commit(vec![entry], false)
+    }
+
+    /// The newest committed value of `key`.
+    ///
+    /// # Errors
+    /// I/O or corruption errors reading a run; [`Error::KeyspaceNotFound`] if dropped.
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Value>> {
+        self.inner.check_live()?;
+        read::get(
+            &self.inner,
+            key.as_ref(),
+            self.db.inner.commit.visible_seqno(),
+        )
+    }
+
+    /// True if `key` has a committed value. Errors as for [`Keyspace::get`].
+    pub fn contains_key(&self, key: impl AsRef<[u8]>) -> Result<bool> {
+        Ok(self.get(key)?.is_some())
+    }
+
+    /// A double-ended iterator over the committed pairs whose key lies in `range`, in key
+    /// order. The iterator is a consistent read view for its whole life: later commits, dumps and
+    /// compactions do not change what it returns.
+    pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
+        let lower = map_bound(range.start_bound());
+        let upper = map_bound(range.end_bound());
+        Iter::new(
+            &self.inner,
+            self.db.inner.commit.visible_seqno(),
+            lower,
+            upper,
+        )
+    }
+
+    /// Every committed pair, in key order (see [`Keyspace::range`]).
+    pub fn iter(&self) -> Iter {
+        Iter::new(
+            &self.inner,
+            self.db.inner.commit.visible_seqno(),
+            Bound::Unbounded,
+            Bound::Unbounded,
+        )
+    }
+
+    /// The committed pairs whose key starts with `prefix` (see [`Keyspace::range`]).
+    pub fn prefix(&self, prefix: impl AsRef<[u8]>) -> Iter {
+        let (lower, upper) = prefix_bounds(prefix.as_ref());
+        Iter::new(
+            &self.inner,
+            self.db.inner.commit.visible_seqno(),
+            lower,
+            upper,
+        )
+    }
+
+    /// The pair with the smallest key. Errors as for [`Keyspace::get`].
+    pub fn first(&self) -> Result<Option<(Key, Value)>> {
+        self.iter().next().transpose()
+    }
+
+    /// The pair with the largest key. Errors as for [`Keyspace::get`].
+    pub fn last(&self) -> Result<Option<(Key, Value)>> {
+        self.iter().next_back().transpose()
+    }
+}
+
+pub(crate) fn map_bound<K: AsRef<[u8]>>(bound: Bound<&K>) -> Bound<Bytes> {
+    match bound {
+        Bound::Included(k) => Bound::Included(Bytes::copy_from_slice(k.as_ref())),
+        Bound::Excluded(k) => Bound::Excluded(Bytes::copy_from_slice(k.as_ref())),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+/// Bounds covering exactly the keys that start with `prefix`.
+pub(crate) fn prefix_bounds(prefix: &[u8]) -> (Bound<Bytes>, Bound<Bytes>) {
+    let lower = Bound::Included(Bytes::copy_from_slice(prefix));
+    // The smallest key above every key with this prefix: drop trailing 0xff bytes, increment
+    // the last one. A prefix of only 0xff bytes has no upper bound.
+    let mut upper = prefix.to_vec();
+    while let Some(&last) = upper.last() {
+        if last == 0xff {
+            upper.pop();
+        } else {
+            if let Some(byte) = upper.last_mut() {
+                *byte += 1;
+            }
+            return (lower, Bound::Excluded(Bytes::from(upper)));
+        }
+    }
+    (lower, Bound::Unbounded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_bounds_cover_exactly_the_prefix() {
+        assert_eq!(
+            prefix_bounds(b"ab").1,
+            Bound::Excluded(Bytes::from_static(b"ac"))
+        );
+        assert_eq!(
+            prefix_bounds(b"a\xff").1,
+            Bound::Excluded(Bytes::from_static(b"b"))
+        );
+        assert_eq!(prefix_bounds(b"\xff\xff").1, Bound::Unbounded);
+        assert_eq!(prefix_bounds(b"").1, Bound::Unbounded);
+    }
+}

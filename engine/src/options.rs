@@ -1,0 +1,214 @@
+//! Database and keyspace options. Every option has a default suited to a small embedded database
+//! and names the vinyl or RocksDB option it mirrors.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use strata_sstable::Compression;
+
+use crate::error::{Error, Result};
+use crate::fs::{Fs, RealFs};
+
+/// How commits are made durable. RocksDB: `WriteOptions::disableWAL` / `sync`; vinyl: `wal_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum WalMode {
+    /// No write-ahead log: writes since a keyspace's last dump are lost on a crash. Fastest.
+    /// Keyspaces dump independently, so after a crash one keyspace may hold a later state than
+    /// another and a batch spanning keyspaces may be partly present. A clean close and
+    /// [`crate::Db::sync`] dump every memtable, so nothing acknowledged is lost without a crash.
+    None,
+    /// Default. Each commit is written to the log (handed to the operating system) before it
+    /// returns: it survives a crash of the process, not of the machine.
+    #[default]
+    Write,
+    /// Each commit is synced to disk before it returns (group commit shares one sync among
+    /// concurrent committers): it survives power loss.
+    Fsync,
+}
+
+impl std::str::FromStr for WalMode {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text {
+            "none" => Ok(WalMode::None),
+            "write" => Ok(WalMode::Write),
+            "fsync" => Ok(WalMode::Fsync),
+            _ => Err(Error::InvalidArgument(format!(
+                "unknown WAL mode {text:?} (none, write, fsync)"
+            ))),
+        }
+    }
+}
+
+/// What recovery does with a damaged WAL record that is followed by valid ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WalRecovery {
+    /// Default. A torn last record (a crash mid-write) is dropped; damage anywhere else is an
+    /// [`Error::Corruption`] and the database does not open. RocksDB:
+    /// `kTolerateCorruptedTailRecords`.
+    #[default]
+    TolerateTornTail,
+    /// Skip damaged records and open with whatever is readable (logging what was skipped). For
+    /// salvage, not for normal use. RocksDB: `kSkipAnyCorruptedRecords`.
+    SkipCorrupted,
+}
+
+/// Options of a database, fixed at [`crate::Db::open`].
+#[derive(Clone)]
+pub struct Options {
+    /// Durability of commits (default [`WalMode::Write`]).
+    pub wal_mode: WalMode,
+    /// Handling of damaged WAL records at recovery (default [`WalRecovery::TolerateTornTail`]).
+    pub wal_recovery: WalRecovery,
+    /// A WAL segment is closed and a new one started past this size (default 64 MiB; RocksDB:
+    /// `max_total_wal_size` per file, vinyl: `wal_max_size`).
+    pub wal_segment_size_bytes: u64,
+    /// Memory for all memtables together (default 128 MiB; vinyl: `vinyl_memory`, RocksDB:
+    /// `db_write_buffer_size`). Above half of it memtables are sealed and dumped; writers are
+    /// slowed as it fills and blocked when it is full.
+    pub memory_limit_bytes: u64,
+    /// Background threads writing sealed memtables to runs (default 1; vinyl:
+    /// `vinyl_write_threads`, RocksDB: `max_background_flushes`).
+    pub dump_threads: usize,
+    /// How long a writer waits for memory before failing with [`Error::QuotaTimeout`] (default
+    /// 60 s; vinyl: `vinyl_timeout`).
+    pub quota_timeout: Duration,
+    /// Budget of the decompressed-page cache shared by all keyspaces (default 128 MiB; vinyl:
+    /// `vinyl_cache`, RocksDB: `block_cache`).
+    pub cache_size_bytes: u64,
+    /// Longest value accepted (default 16 MiB).
+    pub max_value_len: usize,
+    /// Placeholder compaction until the vinyl policy lands: when a keyspace holds more runs than
+    /// this, they are merged into one (default 8).
+    pub max_runs_per_keyspace: usize,
+    /// The metadata log is rewritten compactly past this size (default 4 MiB).
+    pub meta_rewrite_threshold_bytes: u64,
+    /// The file system (default: the real one). Tests pass an in-memory, fault-injecting one.
+    pub fs: Arc<dyn Fs>,
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("wal_mode", &self.wal_mode)
+            .field("wal_recovery", &self.wal_recovery)
+            .field("wal_segment_size_bytes", &self.wal_segment_size_bytes)
+            .field("memory_limit_bytes", &self.memory_limit_bytes)
+            .field("dump_threads", &self.dump_threads)
+            .field("quota_timeout", &self.quota_timeout)
+            .field("cache_size_bytes", &self.cache_size_bytes)
+            .field("max_value_len", &self.max_value_len)
+            .field("max_runs_per_keyspace", &self.max_runs_per_keyspace)
+            .field("fs", &self.fs)
+            .finish()
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            wal_mode: WalMode::Write,
+            wal_recovery: WalRecovery::TolerateTornTail,
+            wal_segment_size_bytes: 64 << 20,
+            memory_limit_bytes: 128 << 20,
+            dump_threads: 1,
+            quota_timeout: Duration::from_secs(60),
+            cache_size_bytes: 128 << 20,
+            max_value_len: strata_sstable::DEFAULT_MAX_VALUE_LEN,
+            max_runs_per_keyspace: 8,
+            meta_rewrite_threshold_bytes: 4 << 20,
+            fs: Arc::new(RealFs),
+        }
+    }
+}
+
+impl Options {
+    pub(crate) fn validate(&self) -> Result<()> {
+        let bad = |what: String| Err(Error::InvalidArgument(what));
+        if self.memory_limit_bytes < 1 << 16 {
+            return bad(format!(
+                "memory_limit_bytes {} is below 64 KiB",
+                self.memory_limit_bytes
+            ));
+        }
+        if self.dump_threads == 0 || self.dump_threads > 64 {
+            return bad(format!(
+                "dump_threads {} is outside 1..=64",
+                self.dump_threads
+            ));
+        }
+        if self.wal_segment_size_bytes < 4096 {
+            return bad(format!(
+                "wal_segment_size_bytes {} is below 4 KiB",
+                self.wal_segment_size_bytes
+            ));
+        }
+        if self.max_value_len > strata_sstable::MAX_VALUE_LEN_LIMIT {
+            return bad(format!(
+                "max_value_len {} is above the format limit",
+                self.max_value_len
+            ));
+        }
+        if self.max_runs_per_keyspace < 2 {
+            return bad("max_runs_per_keyspace must be at least 2".into());
+        }
+        Ok(())
+    }
+}
+
+/// Options of one keyspace (one LSM tree), chosen when it is created and stored with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KeyspaceOptions {
+    /// Target page size of runs (default 8 KiB; vinyl: `page_size`, RocksDB: `block_size`).
+    pub page_size_bytes: usize,
+    /// Bloom filter false-positive rate (default 0.01; 1.0 disables; vinyl: `bloom_fpr`).
+    pub bloom_fp_rate: f64,
+    /// Compression of runs written by dumps (default lz4: fast, and dumps are on the write path).
+    pub dump_compression: Compression,
+    /// Compression of runs written by compaction (default zstd level 3: written once, read
+    /// often).
+    pub compaction_compression: Compression,
+}
+
+impl Default for KeyspaceOptions {
+    fn default() -> Self {
+        KeyspaceOptions {
+            page_size_bytes: 8 * 1024,
+            bloom_fp_rate: 0.01,
+            dump_compression: Compression::Lz4,
+            compaction_compression: Compression::Zstd { level: 3 },
+        }
+    }
+}
+
+impl KeyspaceOptions {
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.page_size_bytes < 512 || self.page_size_bytes > 16 << 20 {
+            return Err(Error::InvalidArgument(format!(
+                "page_size_bytes {} is outside 512..=16 MiB",
+                self.page_size_bytes
+            )));
+        }
+        if self.bloom_fp_rate.is_nan() || self.bloom_fp_rate <= 0.0 {
+            return Err(Error::InvalidArgument(format!(
+                "bloom_fp_rate {} must be above 0",
+                self.bloom_fp_rate
+            )));
+        }
+        self.dump_compression.validate()?;
+        self.compaction_compression.validate()?;
+        Ok(())
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        rmp_serde::to_vec_named(self).unwrap_or_default()
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> std::result::Result<Self, String> {
+        rmp_serde::from_slice(bytes).map_err(|e| format!("keyspace options: {e}"))
+    }
+}

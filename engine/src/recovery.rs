@@ -1,0 +1,214 @@
+//! Opening a database: lock, metadata replay, garbage removal, run opening, WAL replay.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::batch;
+use crate::commit::{CommitPipeline, WalState};
+use crate::db::{DbInner, Registry, LOCK_FILE};
+use crate::dump::open_run;
+use crate::error::{Error, Result};
+use crate::fs;
+use crate::keyspace::KeyspaceInner;
+use crate::memtable::Memtable;
+use crate::meta::{MetaLog, MetaRecord, LOG_FILE};
+use crate::options::{KeyspaceOptions, Options, WalMode, WalRecovery};
+use crate::version::{parse_run_file_name, run_file_name, Reaper, RunHandle, TreeVersion};
+use crate::wal::{self, WalRecoveryMode, WalWriter};
+use strata_sstable::ClockCache;
+
+/// Opens the database in `dir` (see [`crate::Db::open`]).
+pub(crate) fn open(dir: &Path, options: Options) -> Result<DbInner> {
+    let fs = Arc::clone(&options.fs);
+    fs.create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let lock_path = dir.join(LOCK_FILE);
+    let lock = fs.lock(&lock_path).map_err(|e| match e.kind() {
+        io::ErrorKind::WouldBlock => Error::Locked {
+            path: lock_path.clone(),
+        },
+        _ => Error::io(&lock_path, e),
+    })?;
+    let mut meta = MetaLog::open(Arc::clone(&fs), dir, options.meta_rewrite_threshold_bytes)?;
+    remove_garbage(&fs, dir, &mut meta)?;
+    let reaper = Arc::new(Reaper::new(Arc::clone(&fs)));
+    let cache = Arc::new(ClockCache::new(options.cache_size_bytes as usize));
+
+    // Keyspaces and their runs, newest run first.
+    let mut registry = Registry::default();
+    let mut max_seqno = 0u64;
+    let state = meta.state().clone();
+    for ks_meta in state.keyspaces.values() {
+        let ks_options = KeyspaceOptions::decode(&ks_meta.options).map_err(|e| {
+            Error::corruption(meta.path(), 0, format!("keyspace {:?}: {e}", ks_meta.name))
+        })?;
+        let version = TreeVersion {
+            active: Arc::new(Memtable::new(0)),
+            sealed: Vec::new(),
+            runs: Vec::new(),
+        };
+        let ks = Arc::new(KeyspaceInner::new(
+            ks_meta.id,
+            ks_meta.name.clone(),
+            ks_options,
+            version,
+        ));
+        let mut runs = Vec::new();
+        for (&run_id, info) in &ks_meta.runs {
+            let path = dir.join(run_file_name(run_id));
+            let run = open_run_checked(fs.as_ref(), &cache, &ks, &path, info.file_size)?;
+            runs.push(Arc::new(RunHandle::new(
+                run_id,
+                run,
+                info.clone(),
+                path,
+                Arc::clone(&reaper),
+            )));
+            max_seqno = max_seqno.max(info.max_seqno);
+        }
+        runs.sort_by(|a, b| {
+            b.info
+                .max_seqno
+                .cmp(&a.info.max_seqno)
+                .then(b.id.cmp(&a.id))
+        });
+        ks.update(|v| TreeVersion { runs, ..v.clone() });
+        max_seqno = max_seqno.max(ks_meta.dumped_seqno);
+        registry.by_name.insert(ks_meta.name.clone(), ks_meta.id);
+        registry.by_id.insert(ks_meta.id, ks);
+    }
+
+    // WAL replay: every record newer than its keyspace's dumped seqno goes back into memtables.
+    let mode = match options.wal_recovery {
+        WalRecovery::TolerateTornTail => WalRecoveryMode::TolerateTornTail,
+        WalRecovery::SkipCorrupted => WalRecoveryMode::SkipCorrupted,
+    };
+    let segments = wal::list_segments(fs.as_ref(), dir)?;
+    let mut closed = Vec::new();
+    let mut quota_used = 0u64;
+    let mut replayed = 0u64;
+    for (i, segment) in segments.iter().enumerate() {
+        let is_last = i + 1 == segments.len();
+        let contents = wal::read_segment(fs.as_ref(), &segment.path, segment.id, is_last, mode)?;
+        for (offset, what) in &contents.skipped {
+            log::warn!(
+                "strata: skipped damaged WAL bytes in {} at {offset}: {what}",
+                segment.path.display()
+            );
+        }
+        for record in &contents.records {
+            let decoded = batch::decode(&record.payload).map_err(|what| {
+                Error::corruption(&segment.path, record.offset, format!("WAL batch: {what}"))
+            })?;
+            replayed += 1;
+            for (j, entry) in decoded.entries.iter().enumerate() {
+                let seqno = decoded.first_seqno + j as u64;
+                max_seqno = max_seqno.max(seqno);
+                let Some(ks) = registry.by_id.get(&entry.keyspace) else {
+                    continue;
+                };
+                let dumped = state
+                    .keyspaces
+                    .get(&entry.keyspace)
+                    .map_or(0, |k| k.dumped_seqno);
+                if seqno > dumped {
+                    quota_used += ks.insert(seqno, entry);
+                }
+            }
+        }
+        match wal::repair_torn_tail(fs.as_ref(), dir, segment, &contents)? {
+            wal::TailRepair::Removed => continue,
+            wal::TailRepair::Clean | wal::TailRepair::Truncated(_) => {}
+        }
+        closed.push((segment.id, contents.last_seqno()));
+    }
+    let next_segment_id = segments.last().map_or(1, |s| s.id + 1);
+    let writer = match options.wal_mode {
+        WalMode::None => None,
+        WalMode::Write | WalMode::Fsync => {
+            Some(WalWriter::create(Arc::clone(&fs), dir, next_segment_id)?)
+        }
+    };
+    let wal_state = WalState {
+        writer,
+        closed,
+        next_segment_id: next_segment_id + 1,
+    };
+    let commit = CommitPipeline::new(
+        max_seqno + 1,
+        options.wal_mode,
+        options.wal_segment_size_bytes,
+        wal_state,
+    );
+    let parts = crate::db::Parts {
+        lock,
+        meta,
+        registry,
+        commit,
+        quota_used,
+        reaper,
+        cache,
+    };
+    let db = DbInner::new(dir.to_path_buf(), options, parts);
+    db.recovered_records
+        .store(replayed, std::sync::atomic::Ordering::Relaxed);
+    Ok(db)
+}
+
+/// Opens a live run, checking that the file is there and has the size the log recorded.
+fn open_run_checked(
+    fs: &dyn fs::Fs,
+    cache: &Arc<ClockCache>,
+    ks: &KeyspaceInner,
+    path: &Path,
+    expected_size: u64,
+) -> Result<strata_sstable::Run> {
+    let size = fs.file_len(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => {
+            Error::corruption(path, 0, "run file named by the metadata log is missing")
+        }
+        _ => Error::io(path, e),
+    })?;
+    if size != expected_size {
+        let what = format!("run file is {size} bytes, the metadata log says {expected_size}");
+        return Err(Error::corruption(path, size.min(expected_size), what));
+    }
+    open_run(fs, cache, ks, path)
+}
+
+/// Deletes files of prepared and dropped runs (logging `ForgetRun`), temporary files, and run
+/// files the log does not know.
+fn remove_garbage(fs: &Arc<dyn fs::Fs>, dir: &Path, meta: &mut MetaLog) -> Result<()> {
+    let garbage: BTreeSet<u64> = meta.state().garbage_runs();
+    for &run in &garbage {
+        let path = dir.join(run_file_name(run));
+        for candidate in [fs::temp_path(&path), path] {
+            match fs.remove_file(&candidate) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&candidate, e)),
+            }
+        }
+    }
+    let known = meta.state().known_runs();
+    for name in fs.list_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let stray_run = parse_run_file_name(&name).is_some_and(|id| !known.contains(&id));
+        let temporary = name.ends_with(".tmp") && name != format!("{LOG_FILE}.tmp");
+        if stray_run || temporary {
+            let path = dir.join(&name);
+            log::info!("strata: removing stray file {}", path.display());
+            fs.remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    if !garbage.is_empty() {
+        meta.commit(
+            garbage
+                .into_iter()
+                .map(|run| MetaRecord::ForgetRun { run })
+                .collect(),
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,213 @@
+//! `Db::stats()`: a serializable picture of the database's counters and gauges.
+
+use std::sync::atomic::Ordering;
+
+use serde::Serialize;
+use strata_sstable::{CacheStats, PageCache};
+
+use crate::db::DbInner;
+
+/// Database-wide statistics. Field names are stable (tools print them as JSON).
+#[derive(Debug, Clone, Serialize)]
+pub struct DbStats {
+    /// The newest visible seqno.
+    pub seqno: u64,
+    /// Write-ahead log figures.
+    pub wal: WalStats,
+    /// Memory quota and write throttling.
+    pub memory: MemoryStats,
+    /// Open read views (snapshots).
+    pub read_views: ReadViewStats,
+    /// The shared decompressed-page cache.
+    pub cache: CacheStats,
+    /// The metadata log.
+    pub metadata_log_bytes: u64,
+    /// One entry per keyspace, by name.
+    pub keyspaces: Vec<KeyspaceStats>,
+}
+
+/// WAL figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct WalStats {
+    /// Bytes appended to WAL segments.
+    pub bytes_written: u64,
+    /// Syncs of WAL segments.
+    pub syncs: u64,
+    /// Commits (batches) written.
+    pub commits: u64,
+    /// Groups written (one write, at most one sync each).
+    pub groups: u64,
+    /// Average commits per group: how much group commit shares.
+    pub commits_per_group: f64,
+    /// Closed segments still holding undumped data.
+    pub closed_segments: usize,
+}
+
+/// Memory quota figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemoryStats {
+    /// Bytes charged to memtables.
+    pub used_bytes: u64,
+    /// The limit.
+    pub limit_bytes: u64,
+    /// Commits that blocked because memory was full.
+    pub stalls: u64,
+    /// Total time commits spent blocked, in milliseconds.
+    pub stall_time_ms: u64,
+    /// The longest single block, in milliseconds.
+    pub longest_stall_ms: u64,
+    /// Commits slowed (not blocked) as memory filled.
+    pub throttled_commits: u64,
+}
+
+/// Read view figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReadViewStats {
+    /// Open snapshots.
+    pub open: usize,
+    /// Age of the oldest open snapshot in milliseconds.
+    pub oldest_age_ms: Option<u64>,
+}
+
+/// Per-keyspace statistics.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyspaceStats {
+    /// The keyspace's name.
+    pub name: String,
+    /// Bytes in memtables (active and sealed).
+    pub memtable_bytes: u64,
+    /// Entries in memtables.
+    pub memtable_entries: u64,
+    /// Sealed memtables waiting for a dump.
+    pub sealed_memtables: usize,
+    /// Runs.
+    pub runs: usize,
+    /// Entries in runs.
+    pub run_entries: u64,
+    /// Bytes of runs on disk.
+    pub run_bytes_on_disk: u64,
+    /// Bytes of user keys and values written (the denominator of write amplification).
+    pub user_bytes_written: u64,
+    /// Writes (entries) applied.
+    pub writes: u64,
+    /// Dumps finished.
+    pub dumps: u64,
+    /// Memtable bytes dumped.
+    pub dump_bytes_in: u64,
+    /// Run bytes written by dumps.
+    pub dump_bytes_out: u64,
+    /// Time spent dumping, in milliseconds.
+    pub dump_time_ms: u64,
+    /// Compactions finished.
+    pub compactions: u64,
+    /// Run bytes read by compactions.
+    pub compaction_bytes_in: u64,
+    /// Run bytes written by compactions.
+    pub compaction_bytes_out: u64,
+    /// Time spent compacting, in milliseconds.
+    pub compaction_time_ms: u64,
+    /// (dump output + compaction output) / user bytes written.
+    pub write_amplification: f64,
+    /// Point lookups.
+    pub gets: u64,
+    /// Point lookups answered by a memtable.
+    pub gets_from_memtable: u64,
+    /// Runs whose pages a point lookup searched (past key range and bloom filter).
+    pub runs_probed: u64,
+    /// Average runs searched per point lookup.
+    pub read_amplification: f64,
+    /// Bloom filter probes.
+    pub bloom_checks: u64,
+    /// Probes that ruled a key out.
+    pub bloom_negatives: u64,
+    /// Pages read from disk (page-cache misses).
+    pub pages_read: u64,
+    /// Bytes read from disk for pages.
+    pub bytes_read: u64,
+}
+
+fn ratio(numerator: u64, denominator: u64) -> f64 {
+    if denominator == 0 {
+        0.0
+    } else {
+        numerator as f64 / denominator as f64
+    }
+}
+
+pub(crate) fn collect(db: &DbInner) -> DbStats {
+    let counters = &db.commit.counters;
+    let commits = counters.commits.load(Ordering::Relaxed);
+    let groups = counters.groups.load(Ordering::Relaxed);
+    let closed_segments = db.commit.wal.lock().map(|w| w.closed.len()).unwrap_or(0);
+    let (open, oldest) = db.read_views.summary();
+    let quota = &db.quota;
+    let keyspaces = db
+        .all_keyspaces()
+        .into_iter()
+        .map(|ks| {
+            let version = ks.current();
+            let c = &ks.counters;
+            let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            let run_counters = ks.run_counters.snapshot();
+            let dump_out = load(&c.dump_bytes_out);
+            let compaction_out = load(&c.compaction_bytes_out);
+            let user = load(&c.user_bytes_written);
+            let gets = load(&c.gets);
+            let probed = load(&c.runs_probed);
+            KeyspaceStats {
+                name: ks.name.clone(),
+                memtable_bytes: version.memtables().map(|m| m.size_bytes()).sum(),
+                memtable_entries: version.memtables().map(|m| m.entries()).sum(),
+                sealed_memtables: version.sealed.len(),
+                runs: version.runs.len(),
+                run_entries: version.runs.iter().map(|r| r.info.entries).sum(),
+                run_bytes_on_disk: version.runs.iter().map(|r| r.info.file_size).sum(),
+                user_bytes_written: user,
+                writes: load(&c.writes),
+                dumps: load(&c.dumps),
+                dump_bytes_in: load(&c.dump_bytes_in),
+                dump_bytes_out: dump_out,
+                dump_time_ms: load(&c.dump_micros) / 1000,
+                compactions: load(&c.compactions),
+                compaction_bytes_in: load(&c.compaction_bytes_in),
+                compaction_bytes_out: compaction_out,
+                compaction_time_ms: load(&c.compaction_micros) / 1000,
+                write_amplification: ratio(dump_out + compaction_out, user),
+                gets,
+                gets_from_memtable: load(&c.gets_from_memtable),
+                runs_probed: probed,
+                read_amplification: ratio(probed, gets),
+                bloom_checks: run_counters.bloom_checks,
+                bloom_negatives: run_counters.bloom_negatives,
+                pages_read: run_counters.pages_read,
+                bytes_read: run_counters.bytes_read,
+            }
+        })
+        .collect();
+    DbStats {
+        seqno: db.commit.visible_seqno(),
+        wal: WalStats {
+            bytes_written: counters.wal_bytes.load(Ordering::Relaxed),
+            syncs: counters.syncs.load(Ordering::Relaxed),
+            commits,
+            groups,
+            commits_per_group: ratio(commits, groups),
+            closed_segments,
+        },
+        memory: MemoryStats {
+            used_bytes: quota.used_bytes(),
+            limit_bytes: quota.limit_bytes(),
+            stalls: quota.stalls.load(Ordering::Relaxed),
+            stall_time_ms: quota.stall_micros.load(Ordering::Relaxed) / 1000,
+            longest_stall_ms: quota.longest_stall_micros.load(Ordering::Relaxed) / 1000,
+            throttled_commits: quota.throttled.load(Ordering::Relaxed),
+        },
+        read_views: ReadViewStats {
+            open,
+            oldest_age_ms: oldest.map(|d| d.as_millis() as u64),
+        },
+        cache: db.cache.stats(),
+        metadata_log_bytes: db.meta.lock().map(|m| m.size_bytes()).unwrap_or(0),
+        keyspaces,
+    }
+}
