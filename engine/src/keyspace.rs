@@ -85,6 +85,8 @@ impl KeyspaceInner {
     pub fn update(&self, f: impl FnOnce(&TreeVersion) -> TreeVersion) {
         let mut guard = self.version.write().unwrap_or_else(|p| p.into_inner());
         let next = f(&guard);
+        #[cfg(feature = "invariants")]
+        next.check_invariants();
         *guard = Arc::new(next);
     }
 
@@ -110,6 +112,8 @@ impl KeyspaceInner {
         let mut next = TreeVersion::clone(&guard);
         next.sealed.insert(0, Arc::clone(&sealed));
         next.active = Arc::new(Memtable::new(limit));
+        #[cfg(feature = "invariants")]
+        next.check_invariants();
         *guard = Arc::new(next);
         Some(sealed)
     }

@@ -45,6 +45,7 @@ mod db;
 mod dump;
 mod error;
 pub mod fs;
+pub mod inspect;
 mod iter;
 mod keyspace;
 mod memtable;

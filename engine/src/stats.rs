@@ -86,6 +86,8 @@ pub struct KeyspaceStats {
     pub run_entries: u64,
     /// Bytes of runs on disk.
     pub run_bytes_on_disk: u64,
+    /// Raw key and value bytes held in runs (all versions), before compression.
+    pub run_bytes_logical: u64,
     /// Bytes of user keys and values written (the denominator of write amplification).
     pub user_bytes_written: u64,
     /// Writes (entries) applied.
@@ -162,6 +164,11 @@ pub(crate) fn collect(db: &DbInner) -> DbStats {
                 runs: version.runs.len(),
                 run_entries: version.runs.iter().map(|r| r.info.entries).sum(),
                 run_bytes_on_disk: version.runs.iter().map(|r| r.info.file_size).sum(),
+                run_bytes_logical: version
+                    .runs
+                    .iter()
+                    .map(|r| r.run.properties().raw_key_bytes + r.run.properties().raw_value_bytes)
+                    .sum(),
                 user_bytes_written: user,
                 writes: load(&c.writes),
                 dumps: load(&c.dumps),

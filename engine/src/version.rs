@@ -119,6 +119,35 @@ pub(crate) struct TreeVersion {
 }
 
 impl TreeVersion {
+    /// Checks the tree's shape (with the `invariants` feature, after every change): sealed
+    /// memtables tile the seqno space below the active one, newest first, and runs are ordered
+    /// newest first.
+    #[cfg(feature = "invariants")]
+    pub fn check_invariants(&self) {
+        let mut start = self.active.start_seqno;
+        assert_eq!(
+            self.active.limit_seqno(),
+            u64::MAX,
+            "invariant: the active memtable is unsealed"
+        );
+        for sealed in &self.sealed {
+            assert_eq!(
+                sealed.limit_seqno(),
+                start,
+                "invariant: sealed memtables tile the seqnos below the active one"
+            );
+            start = sealed.start_seqno;
+        }
+        for pair in self.runs.windows(2) {
+            assert!(
+                pair[0].info.max_seqno >= pair[1].info.max_seqno,
+                "invariant: runs newest first ({} before {})",
+                pair[0].id,
+                pair[1].id
+            );
+        }
+    }
+
     /// Memtables newest first: the active one, then the sealed ones.
     pub fn memtables(&self) -> impl Iterator<Item = &Arc<Memtable>> {
         std::iter::once(&self.active).chain(self.sealed.iter())
