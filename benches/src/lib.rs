@@ -9,9 +9,14 @@
 //! * [`ValueGenerator`]: db_bench-style values that compress to about half their size.
 //! * [`Dataset`]: `n` (key, value) pairs laid out flat, ready to feed a [`RunWriter`].
 //! * [`TempRun`]: a run file built from a dataset in a temporary directory.
+//! * [`random_key`]: 16 random bytes, for engine benchmarks that insert in random order.
+//! * [`ScratchDb`]: a `strata` database with one keyspace in a temporary directory, prefilled
+//!   with random entries, which write benchmarks replace (untimed) whenever a fixed number of
+//!   puts have gone into it, so every timed put meets a memtable of about the same size.
 
 use std::path::{Path, PathBuf};
 
+use strata::{Db, DbStats, Keyspace, KeyspaceOptions, Options};
 use strata_sstable::{Compression, EntryKind, Error, Properties, RunWriter, WriterOptions};
 
 /// Length in bytes of every benchmark key.
@@ -245,6 +250,251 @@ impl TempRun {
     }
 }
 
+/// A 16-byte key of random bytes drawn from `rng` (two 64-bit draws): keys that arrive in
+/// random order and, for benchmark volumes, never repeat.
+pub fn random_key(rng: &mut SplitMix64) -> [u8; KEY_LEN] {
+    let mut out = [0u8; KEY_LEN];
+    out[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
+    out[8..].copy_from_slice(&rng.next_u64().to_le_bytes());
+    out
+}
+
+/// Figures summed over every database a [`ScratchDb`] has opened (retired ones and the current
+/// one), so a benchmark can report them after criterion's warm-up and samples. Prefill writes
+/// are not counted (except in `dumps`, which should stay 0 anyway).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ScratchTotals {
+    /// Databases opened (1 + resets).
+    pub databases: u64,
+    /// WAL commits (one per `put`).
+    pub commits: u64,
+    /// WAL groups (one write, at most one sync each).
+    pub groups: u64,
+    /// WAL syncs.
+    pub syncs: u64,
+    /// Memtable dumps finished in the benchmark keyspace.
+    pub dumps: u64,
+    /// Entries written to the benchmark keyspace.
+    pub writes: u64,
+}
+
+impl ScratchTotals {
+    /// Average commits per WAL group: how much group commit shares (0 without groups).
+    pub fn commits_per_group(&self) -> f64 {
+        if self.groups == 0 {
+            0.0
+        } else {
+            self.commits as f64 / self.groups as f64
+        }
+    }
+
+    /// The figures of one database's `stats`, less `base` (taken after its prefill).
+    fn of(stats: &DbStats, base: &ScratchTotals) -> ScratchTotals {
+        let mut totals = ScratchTotals {
+            databases: 1,
+            commits: stats.wal.commits.saturating_sub(base.commits),
+            groups: stats.wal.groups.saturating_sub(base.groups),
+            syncs: stats.wal.syncs.saturating_sub(base.syncs),
+            dumps: 0,
+            writes: 0,
+        };
+        for ks in &stats.keyspaces {
+            totals.dumps += ks.dumps;
+            totals.writes += ks.writes;
+        }
+        totals.writes = totals.writes.saturating_sub(base.writes);
+        totals
+    }
+
+    fn add(&mut self, other: &ScratchTotals) {
+        self.databases += other.databases;
+        self.commits += other.commits;
+        self.groups += other.groups;
+        self.syncs += other.syncs;
+        self.dumps += other.dumps;
+        self.writes += other.writes;
+    }
+}
+
+/// Entries per write batch when a [`ScratchDb`] prefills its keyspace.
+const PREFILL_BATCH: usize = 1024;
+
+/// An open database in its own temporary directory.
+#[derive(Debug)]
+struct OpenDb {
+    // Dropped in this order: the handle, the database, then the directory.
+    keyspace: Keyspace,
+    db: Db,
+    dir: tempfile::TempDir,
+    /// Figures at the end of the prefill.
+    base: ScratchTotals,
+}
+
+impl OpenDb {
+    fn open(options: &Options) -> strata::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("strata-bench-db-")
+            .tempdir()
+            .map_err(|e| strata::Error::io(std::env::temp_dir(), e))?;
+        let db = Db::open(dir.path(), options.clone())?;
+        let keyspace = db.keyspace(ScratchDb::KEYSPACE, KeyspaceOptions::default())?;
+        Ok(OpenDb {
+            keyspace,
+            db,
+            dir,
+            base: ScratchTotals::default(),
+        })
+    }
+
+    /// Writes `entries` puts of [`random_key`]s from `seed` and [`VALUE_LEN`]-byte values, in
+    /// batches of [`PREFILL_BATCH`] (one commit, and at most one sync, each).
+    fn prefill(
+        &mut self,
+        entries: u64,
+        seed: u64,
+        values: &mut ValueGenerator,
+    ) -> strata::Result<()> {
+        let mut rng = SplitMix64::new(seed);
+        let mut left = entries;
+        while left > 0 {
+            let n = left.min(PREFILL_BATCH as u64);
+            let mut batch = self.db.batch();
+            for _ in 0..n {
+                batch.put(
+                    &self.keyspace,
+                    random_key(&mut rng),
+                    values.next_value(VALUE_LEN),
+                );
+            }
+            batch.commit()?;
+            left -= n;
+        }
+        self.base = ScratchTotals::of(&self.db.stats(), &ScratchTotals::default());
+        Ok(())
+    }
+
+    /// Figures since the end of the prefill.
+    fn totals(&self) -> ScratchTotals {
+        ScratchTotals::of(&self.db.stats(), &self.base)
+    }
+
+    /// Drops the keyspace (freeing its memtables without dumping them), closes the database and
+    /// deletes the directory; returns its figures since the end of the prefill.
+    fn retire(self) -> strata::Result<ScratchTotals> {
+        let totals = self.totals();
+        let OpenDb {
+            keyspace, db, dir, ..
+        } = self;
+        drop(keyspace);
+        db.drop_keyspace(ScratchDb::KEYSPACE)?;
+        db.close()?;
+        dir.close()
+            .map_err(|e| strata::Error::io(std::env::temp_dir(), e))?;
+        Ok(totals)
+    }
+}
+
+/// A `strata` database with one keyspace ([`ScratchDb::KEYSPACE`], default options) in a fresh
+/// temporary directory on the real file system (`std::env::temp_dir()`), optionally prefilled
+/// with a fixed number of random entries.
+///
+/// Write benchmarks time their puts in chunks and call [`ScratchDb::reset_if_written`] between
+/// chunks: once a given number of puts have gone into the current database beyond its prefill,
+/// the keyspace is dropped (its memtables are freed, not dumped), the database closed and its
+/// directory deleted, and a new database is opened and prefilled, all outside the timed region.
+/// So every timed put lands in a memtable of between `prefill` and `prefill + window` entries,
+/// and with a memory limit far above that, no dump or throttling ever runs while timed.
+#[derive(Debug)]
+pub struct ScratchDb {
+    options: Options,
+    prefill: u64,
+    values: ValueGenerator,
+    current: OpenDb,
+    retired: ScratchTotals,
+}
+
+impl ScratchDb {
+    /// Name of the benchmark keyspace.
+    pub const KEYSPACE: &'static str = "bench";
+
+    /// Opens a database with `options` in a new temporary directory and writes `prefill` random
+    /// entries ([`random_key`] keys, [`VALUE_LEN`]-byte values) into its keyspace, in batches.
+    ///
+    /// # Errors
+    /// [`strata::Error::Io`] if the directory cannot be made; whatever [`Db::open`],
+    /// [`Db::keyspace`] or committing a prefill batch return.
+    pub fn open(options: Options, prefill: u64) -> strata::Result<Self> {
+        let mut values = ValueGenerator::new(0x5eed_0003, COMPRESSION_RATIO);
+        let mut current = OpenDb::open(&options)?;
+        current.prefill(prefill, 0x9e3_0000, &mut values)?;
+        Ok(ScratchDb {
+            options,
+            prefill,
+            values,
+            current,
+            retired: ScratchTotals::default(),
+        })
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.current.db
+    }
+
+    /// The benchmark keyspace.
+    pub fn keyspace(&self) -> &Keyspace {
+        &self.current.keyspace
+    }
+
+    /// The temporary directory of the current database.
+    pub fn dir(&self) -> &Path {
+        self.current.dir.path()
+    }
+
+    /// Entries written to the current database beyond its prefill.
+    pub fn written(&self) -> u64 {
+        self.current.totals().writes
+    }
+
+    /// Replaces the database with a fresh, prefilled one in a new directory (see the type's
+    /// docs).
+    ///
+    /// # Errors
+    /// Errors opening or prefilling the new database, dropping the keyspace, closing the old
+    /// database or deleting its directory.
+    pub fn reset(&mut self) -> strata::Result<()> {
+        let fresh = OpenDb::open(&self.options)?;
+        let old = std::mem::replace(&mut self.current, fresh);
+        let totals = old.retire()?;
+        self.retired.add(&totals);
+        // The old database is gone before the new one fills: at most one holds memory.
+        let seed = 0x9e3_0000 + self.retired.databases;
+        self.current.prefill(self.prefill, seed, &mut self.values)?;
+        Ok(())
+    }
+
+    /// [`ScratchDb::reset`] if at least `puts` entries have been written to the current
+    /// database beyond its prefill; returns whether it did.
+    ///
+    /// # Errors
+    /// As for [`ScratchDb::reset`].
+    pub fn reset_if_written(&mut self, puts: u64) -> strata::Result<bool> {
+        if self.written() < puts {
+            return Ok(false);
+        }
+        self.reset()?;
+        Ok(true)
+    }
+
+    /// Figures summed over every database opened so far, the current one included, prefills
+    /// excluded.
+    pub fn totals(&self) -> ScratchTotals {
+        let mut totals = self.retired;
+        totals.add(&self.current.totals());
+        totals
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,6 +523,37 @@ mod tests {
         let value = generator.next_value(100).to_vec();
         assert_eq!(value.len(), 100);
         assert_eq!(value[..50], value[50..]);
+    }
+
+    #[test]
+    fn scratch_db_resets_without_dumping() {
+        let options = Options {
+            wal_mode: strata::WalMode::None,
+            memory_limit_bytes: 64 << 20,
+            ..Options::default()
+        };
+        let mut scratch = ScratchDb::open(options, 3000).expect("open a scratch database");
+        assert_eq!(scratch.keyspace().iter().count(), 3000);
+        assert_eq!(scratch.written(), 0);
+        let mut rng = SplitMix64::new(3);
+        for _ in 0..1000 {
+            scratch
+                .keyspace()
+                .put(random_key(&mut rng), [7u8; VALUE_LEN])
+                .expect("put");
+        }
+        assert_eq!(scratch.written(), 1000);
+        let old_dir = scratch.dir().to_path_buf();
+        assert!(!scratch.reset_if_written(1001).expect("no reset"));
+        assert!(scratch.reset_if_written(1000).expect("reset"));
+        assert!(!old_dir.exists(), "the old directory should be deleted");
+        assert_eq!(scratch.keyspace().iter().count(), 3000);
+        assert_eq!(scratch.written(), 0);
+        let totals = scratch.totals();
+        assert_eq!(totals.databases, 2);
+        assert_eq!(totals.writes, 1000);
+        assert_eq!(totals.commits, 1000);
+        assert_eq!(totals.dumps, 0);
     }
 
     #[test]
