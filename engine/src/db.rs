@@ -122,8 +122,9 @@ impl Db {
     /// keyspace keeps the options it was created with.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for an empty or over-long name or bad options; I/O errors
-    /// writing the metadata log.
+    /// [`Error::InvalidArgument`] for an empty or over-long name or bad options;
+    /// [`Error::Poisoned`] when creating after an earlier failure; I/O errors writing the
+    /// metadata log.
     pub fn keyspace(&self, name: &str, options: KeyspaceOptions) -> Result<Keyspace> {
         self.inner.check_open()?;
         if name.is_empty() || name.len() > 255 {
@@ -138,6 +139,7 @@ impl Db {
             });
         }
         options.validate()?;
+        self.inner.commit.check_poisoned()?;
         let mut meta = lock(&self.inner.meta);
         // Re-check under the metadata lock: another thread may have created it meanwhile.
         if let Some(inner) = self.inner.keyspace_by_name(name) {
@@ -176,9 +178,10 @@ impl Db {
     /// [`Error::KeyspaceNotFound`] from then on; its runs are deleted once no iterator reads them.
     ///
     /// # Errors
-    /// [`Error::KeyspaceNotFound`]; I/O errors writing the metadata log.
+    /// [`Error::KeyspaceNotFound`]; [`Error::Poisoned`]; I/O errors writing the metadata log.
     pub fn drop_keyspace(&self, name: &str) -> Result<()> {
         self.inner.check_open()?;
+        self.inner.commit.check_poisoned()?;
         let Some(ks) = self.inner.keyspace_by_name(name) else {
             return Err(Error::KeyspaceNotFound(name.to_string()));
         };
@@ -262,7 +265,8 @@ impl Db {
     /// and releases the directory lock. Other handles fail with [`Error::Closed`] afterwards.
     ///
     /// # Errors
-    /// The final WAL sync's error.
+    /// The final WAL sync's (or, without a WAL, the final dump's) error; [`Error::Poisoned`] if
+    /// an earlier failure poisoned the database (it is closed all the same).
     pub fn close(self) -> Result<()> {
         self.inner.shutdown()
     }
@@ -508,8 +512,10 @@ impl DbInner {
         }
         // New writes are refused from here on. Without a WAL, memtables must reach runs before
         // the threads stop, or a clean close would lose acknowledged writes.
-        let mut result = Ok(());
-        if self.options.wal_mode == WalMode::None && self.commit.check_poisoned().is_ok() {
+        // A poisoned database closes (threads stop, the lock is released) but says so: in
+        // particular without a WAL, writes that a failed dump did not save are lost.
+        let mut result = self.commit.check_poisoned();
+        if result.is_ok() && self.options.wal_mode == WalMode::None {
             result = self.flush_unchecked();
         }
         if let Some(tx) = lock(&self.dump_tx).take() {
@@ -524,7 +530,7 @@ impl DbInner {
             }
         }
         self.quota.wake_all();
-        if result.is_ok() && self.commit.check_poisoned().is_ok() {
+        if result.is_ok() {
             result = self.commit.sync();
         }
         lock(&self.commit.wal).writer = None;

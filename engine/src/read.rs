@@ -7,6 +7,7 @@ use strata_sstable::{EntryKind, LookupOutcome};
 
 use crate::error::Result;
 use crate::keyspace::KeyspaceInner;
+use crate::version::TreeVersion;
 
 fn resolve(kind: EntryKind, value: Bytes) -> Option<Bytes> {
     match kind {
@@ -19,8 +20,17 @@ fn resolve(kind: EntryKind, value: Bytes) -> Option<Bytes> {
 /// The value of `key` visible at `read_seqno`: memtables newest first, then runs newest first
 /// (skipped by seqno, key range and bloom filter); the first version found decides.
 pub(crate) fn get(ks: &KeyspaceInner, key: &[u8], read_seqno: u64) -> Result<Option<Bytes>> {
+    get_in(ks, &ks.current(), key, read_seqno)
+}
+
+/// [`get`] over a tree the caller already holds.
+pub(crate) fn get_in(
+    ks: &KeyspaceInner,
+    version: &TreeVersion,
+    key: &[u8],
+    read_seqno: u64,
+) -> Result<Option<Bytes>> {
     ks.counters.gets.fetch_add(1, Ordering::Relaxed);
-    let version = ks.current();
     for memtable in version.memtables() {
         if memtable.start_seqno > read_seqno {
             continue;
