@@ -12,7 +12,7 @@ fn populated() -> MemFs {
         fs: Arc::new(fs.clone()),
         ..Options::default()
     };
-    let db = Db::open("/db", options).unwrap();
+    let db = Db::open("/db", options).expect("setting up the database");
     let ks = db
         .keyspace(
             "events",
@@ -21,15 +21,16 @@ fn populated() -> MemFs {
                 ..Default::default()
             },
         )
-        .unwrap();
+        .expect("setting up the database");
     for i in 0..500u32 {
-        ks.put(format!("key{i:05}"), vec![b'v'; 40]).unwrap();
+        ks.put(format!("key{i:05}"), vec![b'v'; 40])
+            .expect("setting up the database");
     }
-    db.flush().unwrap();
-    ks.put("after-flush", "x").unwrap();
-    ks.delete("key00001").unwrap();
+    db.flush().expect("setting up the database");
+    ks.put("after-flush", "x").expect("setting up the database");
+    ks.delete("key00001").expect("setting up the database");
     drop(ks);
-    db.close().unwrap();
+    db.close().expect("setting up the database");
     fs
 }
 
