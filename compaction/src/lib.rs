@@ -11,7 +11,9 @@
 //! - the compaction policy: vinyl's per-range levels computed from run sizes
 //!   (`run_size_ratio`, `run_count_per_level`), choosing which runs of a range to merge.
 //!
-//! The engine runs the chosen compactions on its background threads.
+//! The engine runs the chosen compactions on its background threads: for each range it asks the
+//! policy for a task, merges the task's input runs with a [`MergeIter`], filters the merge through
+//! [`VersionGc`] and writes what comes out as one new run.
 //!
 //! ## Merge iterators
 //!
@@ -51,10 +53,72 @@
 //! assert_eq!(merge.key(), b"a");
 //! # Ok(()) }
 //! ```
+//!
+//! ## Version garbage collection
+//!
+//! [`VersionGc`] wraps the merge of a compaction's inputs and yields what the output run must
+//! hold: per key, one version per read-view interval (the newest in it), nothing below the first
+//! Put/Delete of an interval, Merge chains folded onto their base with a caller-supplied
+//! [`MergeFn`] into one Put, versions newer than every read view copied unchanged, and at the
+//! bottom of a range Deletes with nothing below them dropped. It is an
+//! `Iterator<Item = Result<Entry, GcError>>` whose [`GcStats`] count what it kept, dropped and
+//! folded. The [`gc`] module documents the rules precisely, with examples.
+//!
+//! ```
+//! use strata_compaction::{BoxedSource, Entry, EntryKind, MergeIter, VecSource, VersionGc};
+//! # fn main() -> Result<(), strata_compaction::GcError> {
+//! let run = VecSource::new(vec![
+//!     Entry::new("a", 7, EntryKind::Delete, ""),
+//!     Entry::new("a", 3, EntryKind::Put, "old"),
+//!     Entry::new("b", 6, EntryKind::Put, "new"),
+//!     Entry::new("b", 5, EntryKind::Put, "newish"), // nobody reads it: view 10 sees "new"
+//!     Entry::new("b", 2, EntryKind::Put, "old"),
+//! ]);
+//! let merge = MergeIter::new(vec![Box::new(run) as BoxedSource]);
+//! // One snapshot at seqno 4, visible seqno 10; the output is the bottom of its range.
+//! let mut gc = VersionGc::new(merge, &[4, 10], true);
+//! let output: Vec<Entry> = gc.by_ref().collect::<Result<_, _>>()?;
+//! assert_eq!(output, vec![
+//!     Entry::new("a", 7, EntryKind::Delete, ""), // the snapshot still reads "old" below it
+//!     Entry::new("a", 3, EntryKind::Put, "old"),
+//!     Entry::new("b", 6, EntryKind::Put, "new"),
+//!     Entry::new("b", 2, EntryKind::Put, "old"),
+//! ]);
+//! assert_eq!(gc.stats().versions_dropped, 1);
+//! # Ok(()) }
+//! ```
+//!
+//! ## Compaction policy
+//!
+//! A [`CompactionPolicy`] looks at one range's runs ([`RangeRuns`]: [`RunSlice`] sizes and
+//! seeds, newest first) and returns its shape ([`RangeShape`]: levels, debt) and the task to run
+//! ([`CompactionTask`]: merge the newest `run_count` runs). [`VinylPolicy`] is vinyl's: levels
+//! from run sizes with `run_size_ratio` and `run_count_per_level`, an overfull level merged with
+//! every newer level, one run at the bottom, and a per-slice seed that lets a level keep an extra
+//! run one time in ten so ranges do not all compact at once. `compaction/POLICY.md` explains it
+//! with a worked example; the [`policy`] module has the precise rules.
+//!
+//! ```
+//! use strata_compaction::{CompactionPolicy, RangeRuns, RunSlice, VinylPolicy};
+//!
+//! let policy = VinylPolicy::default();
+//! let slices = [10u64, 10, 10, 100].map(|mib| RunSlice { bytes: mib << 20, seed: 0 });
+//! let task = policy.pick(&RangeRuns::new(&slices)).expect("three runs on one level");
+//! // Their 30 MiB output would share the bottom level with the 100 MiB run: merge everything.
+//! assert_eq!((task.run_count, task.output_is_bottom), (4, true));
+//! ```
 
+pub mod gc;
 mod merge;
+pub mod policy;
 mod source;
 
+pub use gc::{GcError, GcStats, MergeFn, VersionGc};
 pub use merge::MergeIter;
+pub use policy::{
+    keeps_extra_run, CompactionPolicy, CompactionReason, CompactionTask, Level, PolicyError,
+    RangeRuns, RangeShape, RunSlice, VinylPolicy, DEFAULT_RUN_COUNT_PER_LEVEL,
+    DEFAULT_RUN_SIZE_RATIO, MIN_RUN_SIZE_RATIO,
+};
 pub use source::{BoxedSource, EntrySource, SourceResult, VecSource};
 pub use strata_sstable::{compare_internal, Entry, EntryKind};
