@@ -104,11 +104,18 @@ pub(crate) struct CommitPipeline {
     /// Every WAL record with a seqno at or below this is durable.
     synced_seqno: AtomicU64,
     pub counters: CommitCounters,
+    fs: std::sync::Arc<dyn crate::fs::Fs>,
 }
 
 impl CommitPipeline {
     /// A pipeline whose next seqno is `next_seqno` (everything below is visible).
-    pub fn new(next_seqno: u64, mode: WalMode, segment_size_bytes: u64, wal: WalState) -> Self {
+    pub fn new(
+        next_seqno: u64,
+        mode: WalMode,
+        segment_size_bytes: u64,
+        wal: WalState,
+        fs: std::sync::Arc<dyn crate::fs::Fs>,
+    ) -> Self {
         CommitPipeline {
             state: Mutex::new(CommitState {
                 next_seqno,
@@ -127,6 +134,7 @@ impl CommitPipeline {
             // Everything recovered from disk before this pipeline existed is durable already.
             synced_seqno: AtomicU64::new(next_seqno.saturating_sub(1)),
             counters: CommitCounters::default(),
+            fs,
         }
     }
 
@@ -365,7 +373,18 @@ impl CommitPipeline {
     /// # Errors
     /// The sync's I/O error, which poisons the pipeline.
     pub fn sync(&self) -> Result<()> {
-        self.sync_through(u64::MAX)
+        self.check_poisoned()?;
+        let mut wal = lock(&self.wal);
+        if let Some(writer) = wal.writer.as_mut() {
+            let last = writer.last_seqno();
+            if let Err(e) = writer.sync() {
+                self.poison(format!("WAL sync failed: {e}"));
+                return Err(e);
+            }
+            self.counters.syncs.fetch_add(1, Ordering::Relaxed);
+            self.synced_seqno.fetch_max(last, Ordering::AcqRel);
+        }
+        Ok(())
     }
 
     /// Makes every WAL record with a seqno at or below `seqno` durable, syncing only if needed.
@@ -382,16 +401,27 @@ impl CommitPipeline {
         if self.mode == WalMode::None || self.synced_seqno.load(Ordering::Acquire) >= seqno {
             return Ok(());
         }
-        let mut wal = lock(&self.wal);
-        if let Some(writer) = wal.writer.as_mut() {
-            let last = writer.last_seqno();
-            if let Err(e) = writer.sync() {
-                self.poison(format!("WAL sync failed: {e}"));
-                return Err(e);
+        // Sync through a second handle, outside the WAL lock: an fdatasync of a segment written
+        // without syncs can take hundreds of milliseconds, and committers must not wait for it
+        // (fsync is per file, so any handle makes the segment's data durable). A segment rotated
+        // meanwhile was synced by the rotation.
+        let (path, last) = {
+            let wal = lock(&self.wal);
+            match wal.writer.as_ref() {
+                Some(writer) => (writer.path().to_path_buf(), writer.last_seqno()),
+                None => return Ok(()),
             }
-            self.counters.syncs.fetch_add(1, Ordering::Relaxed);
-            self.synced_seqno.fetch_max(last, Ordering::AcqRel);
+        };
+        let result = self
+            .fs
+            .open_append(&path)
+            .and_then(|mut handle| handle.sync_data());
+        if let Err(e) = result {
+            self.poison(format!("WAL sync of {} failed: {e}", path.display()));
+            return Err(Error::io(&path, e));
         }
+        self.counters.syncs.fetch_add(1, Ordering::Relaxed);
+        self.synced_seqno.fetch_max(last, Ordering::AcqRel);
         Ok(())
     }
 }

@@ -20,7 +20,7 @@ use crate::meta::{MetaLog, MetaRecord};
 use crate::options::{KeyspaceOptions, Options, WalMode};
 use crate::snapshot::{ReadViews, Snapshot};
 use crate::stats::DbStats;
-use crate::version::{Reaper, TreeVersion};
+use crate::version::{Range, Reaper, TreeVersion};
 use crate::write_batch::WriteBatch;
 
 /// The lock file inside the database directory.
@@ -78,12 +78,34 @@ pub(crate) struct DbInner {
     pub reaper: Arc<Reaper>,
     dump_tx: Mutex<Option<crossbeam_channel::Sender<DumpJob>>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
+    /// Set when compaction threads must stop.
+    stopping: AtomicBool,
+    /// Compaction threads sleep here when there is nothing to do; dumps wake them.
+    compaction_wakeup: (Mutex<()>, Condvar),
+    /// Picking a compaction and marking its range busy is one step.
+    compaction_pick: Mutex<()>,
     /// Bumped after every finished dump; `flush` waits on it.
     pub dump_generation: Mutex<u64>,
     pub dump_done: Condvar,
     closed: AtomicBool,
     scheduling: Mutex<()>,
     pub recovered_records: AtomicU64,
+}
+
+/// Runs a background thread's body; a panic poisons the database (so waiters get an error
+/// instead of waiting forever for work the dead thread would have done) and is logged.
+fn guard_thread(db: &Arc<DbInner>, what: &str, body: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        db.commit
+            .poison(format!("{what} thread panicked: {message}"));
+        db.quota.wake_all();
+        db.signal_progress();
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -149,16 +171,30 @@ impl Db {
             });
         }
         let id = meta.state().next_keyspace_id;
-        meta.commit(vec![MetaRecord::CreateKeyspace {
-            id,
-            name: name.to_string(),
-            options: options.encode(),
-        }])?;
+        let range = meta.state().next_range_id;
+        meta.commit(vec![
+            MetaRecord::CreateKeyspace {
+                id,
+                name: name.to_string(),
+                options: options.encode(),
+            },
+            MetaRecord::InsertRange {
+                keyspace: id,
+                range,
+                begin: None,
+                end: None,
+            },
+        ])?;
         drop(meta);
         let version = TreeVersion {
             active: Arc::new(Memtable::new(0)),
             sealed: Vec::new(),
-            runs: Vec::new(),
+            ranges: vec![Arc::new(Range {
+                id: range,
+                begin: None,
+                end: None,
+                slices: Vec::new(),
+            })],
         };
         let inner = Arc::new(KeyspaceInner::new(id, name.to_string(), options, version));
         let mut registry = self
@@ -185,21 +221,18 @@ impl Db {
         let Some(ks) = self.inner.keyspace_by_name(name) else {
             return Err(Error::KeyspaceNotFound(name.to_string()));
         };
-        let _maintenance = lock(&ks.maintenance);
+        let _dumping = lock(&ks.dump_lock);
+        let _shape = lock(&ks.shape);
         let mut meta = lock(&self.inner.meta);
         meta.commit(vec![MetaRecord::DropKeyspace { id: ks.id }])?;
         drop(meta);
         ks.dropped.store(true, Ordering::Release);
         let version = ks.current();
-        for run in &version.runs {
+        for run in version.runs().values() {
             run.mark_obsolete();
         }
         let memory: u64 = version.memtables().map(|m| m.size_bytes()).sum();
-        ks.update(|_| TreeVersion {
-            active: Arc::new(Memtable::new(0)),
-            sealed: Vec::new(),
-            runs: Vec::new(),
-        });
+        ks.clear();
         self.inner.quota.release(memory);
         let mut registry = self
             .inner
@@ -256,6 +289,23 @@ impl Db {
         self.inner.flush()
     }
 
+    /// Compacts every keyspace fully (see [`Keyspace::compact`]) and waits.
+    ///
+    /// # Errors
+    /// As [`Keyspace::compact`].
+    pub fn compact_all(&self) -> Result<()> {
+        for name in self.keyspace_names() {
+            if let Some(inner) = self.inner.keyspace_by_name(&name) {
+                Keyspace {
+                    db: self.clone(),
+                    inner,
+                }
+                .compact()?;
+            }
+        }
+        Ok(())
+    }
+
     /// Counters and gauges of the database and each keyspace.
     pub fn stats(&self) -> DbStats {
         crate::stats::collect(&self.inner)
@@ -301,6 +351,9 @@ impl DbInner {
             reaper: parts.reaper,
             dump_tx: Mutex::new(None),
             workers: Mutex::new(Vec::new()),
+            stopping: AtomicBool::new(false),
+            compaction_wakeup: (Mutex::new(()), Condvar::new()),
+            compaction_pick: Mutex::new(()),
             dump_generation: Mutex::new(0),
             dump_done: Condvar::new(),
             closed: AtomicBool::new(false),
@@ -317,7 +370,7 @@ impl DbInner {
             let rx = rx.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("strata-dump-{i}"))
-                .spawn(move || crate::dump::worker(&db, &rx));
+                .spawn(move || guard_thread(&db, "dump", || crate::dump::worker(&db, &rx)));
             match spawned {
                 Ok(handle) => workers.push(handle),
                 Err(e) => inner
@@ -325,10 +378,130 @@ impl DbInner {
                     .poison(format!("cannot start a dump thread: {e}")),
             }
         }
+        for i in 0..inner.options.compaction_threads {
+            let db = Arc::clone(inner);
+            let spawned = std::thread::Builder::new()
+                .name(format!("strata-compact-{i}"))
+                .spawn(move || guard_thread(&db, "compaction", || db.compaction_worker()));
+            match spawned {
+                Ok(handle) => workers.push(handle),
+                Err(e) => inner
+                    .commit
+                    .poison(format!("cannot start a compaction thread: {e}")),
+            }
+        }
         *lock(&inner.dump_tx) = Some(tx);
         drop(workers);
         // Memtables recovered from the WAL may already be over the watermark.
         inner.maybe_schedule_dump();
+    }
+
+    /// Wakes the compaction threads (after a dump added runs).
+    pub fn wake_compaction(&self) {
+        let _guard = lock(&self.compaction_wakeup.0);
+        self.compaction_wakeup.1.notify_all();
+    }
+
+    /// Wakes everyone waiting for background work (flush, manual compaction).
+    pub fn signal_progress(&self) {
+        let mut generation = lock(&self.dump_generation);
+        *generation += 1;
+        self.dump_done.notify_all();
+    }
+
+    /// A compaction thread: run the most urgent compaction across all keyspaces, then look
+    /// again; sleep when there is none.
+    fn compaction_worker(self: &Arc<Self>) {
+        while !self.stopping.load(Ordering::Acquire) {
+            if self.commit.check_poisoned().is_err() {
+                break;
+            }
+            let picked = {
+                let _pick = lock(&self.compaction_pick);
+                crate::compact::pick(&self.all_keyspaces())
+                    .filter(|(ks, range, _)| ks.try_mark_busy(*range))
+            };
+            let Some((ks, range, run_count)) = picked else {
+                let guard = lock(&self.compaction_wakeup.0);
+                let _ = self
+                    .compaction_wakeup
+                    .1
+                    .wait_timeout(guard, Duration::from_millis(200));
+                continue;
+            };
+            let result =
+                crate::compact::compact_range(self, &ks, range, run_count).and_then(|done| {
+                    if done {
+                        crate::compact::reshape(self, &ks, range)
+                    } else {
+                        Ok(())
+                    }
+                });
+            ks.clear_busy(range);
+            if let Err(e) = result {
+                self.commit
+                    .poison(format!("compaction of keyspace {:?} failed: {e}", ks.name));
+            }
+            if let Err(e) = crate::dump::trim_wal(self) {
+                log::warn!("strata: trimming the WAL: {e}");
+            }
+            self.signal_progress();
+        }
+    }
+
+    /// Major compaction of every range of `ks` that holds more than one slice, or one slice
+    /// whose run may hold garbage (deletes or several versions of a key; rewritten at most once
+    /// per call, so versions a snapshot still needs cannot make it loop). Waits for ranges busy
+    /// with background compactions, and repeats until nothing is left (ranges may split
+    /// meanwhile).
+    pub fn compact_keyspace(&self, ks: &Arc<KeyspaceInner>) -> Result<()> {
+        let mut rewritten = std::collections::BTreeSet::new();
+        for _round in 0..256 {
+            let mut pending = false;
+            for range in ks.current().ranges.clone() {
+                let garbage = |r: &Range| {
+                    r.slices.len() == 1 && !rewritten.contains(&r.id) && {
+                        let p = r.slices[0].run.run.properties();
+                        p.deletes > 0 || p.merges > 0 || p.entries > p.distinct_keys
+                    }
+                };
+                if range.slices.len() < 2 && !garbage(&range) {
+                    continue;
+                }
+                pending = true;
+                if !ks.try_mark_busy(range.id) {
+                    continue; // a background compaction has it; look again next round
+                }
+                let now = ks
+                    .current()
+                    .ranges
+                    .iter()
+                    .find(|r| r.id == range.id)
+                    .cloned();
+                let result = match now {
+                    Some(r) if r.slices.len() >= 2 || garbage(&r) => {
+                        crate::compact::compact_range(self, ks, r.id, r.slices.len())
+                    }
+                    _ => Ok(false),
+                };
+                ks.clear_busy(range.id);
+                rewritten.insert(range.id);
+                if let Err(e) = result {
+                    self.commit
+                        .poison(format!("compaction of keyspace {:?} failed: {e}", ks.name));
+                    return Err(e);
+                }
+            }
+            self.commit.check_poisoned()?;
+            if !pending {
+                return Ok(());
+            }
+            let generation = lock(&self.dump_generation);
+            let _ = self
+                .dump_done
+                .wait_timeout(generation, Duration::from_millis(5));
+        }
+        Ok(())
     }
 
     pub fn check_open(&self) -> Result<()> {
@@ -523,6 +696,8 @@ impl DbInner {
                 let _ = tx.send(DumpJob::Shutdown);
             }
         }
+        self.stopping.store(true, Ordering::Release);
+        self.wake_compaction();
         let workers = std::mem::take(&mut *lock(&self.workers));
         for worker in workers {
             if worker.thread().id() != std::thread::current().id() {

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::fs;
 use crate::keyspace::KeyspaceInner;
 use crate::meta::{MetaRecord, RunInfo};
-use crate::version::{run_file_name, RunHandle};
+use crate::version::{run_file_name, Range, RunHandle, Slice};
 
 /// Work for a dump thread.
 pub(crate) enum DumpJob {
@@ -53,7 +53,7 @@ pub(crate) fn worker(db: &Arc<DbInner>, jobs: &crossbeam_channel::Receiver<DumpJ
 /// Dumps every sealed memtable of `ks`, oldest first, then runs the placeholder compaction and
 /// trims the WAL.
 pub(crate) fn dump_keyspace(db: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<()> {
-    let _maintenance = ks.maintenance.lock().unwrap_or_else(|p| p.into_inner());
+    let _dumping = ks.dump_lock.lock().unwrap_or_else(|p| p.into_inner());
     loop {
         if ks.dropped.load(Ordering::Acquire) {
             return Ok(());
@@ -69,43 +69,15 @@ pub(crate) fn dump_keyspace(db: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<()>
         // writes below it (they may be only in the WAL): see CommitPipeline::sync_through.
         db.commit.sync_through(limit.saturating_sub(1))?;
         let started = Instant::now();
-        let mut records = Vec::new();
         let handle = if memtable.is_empty() {
             None
         } else {
             let entries = memtable
                 .iter()
                 .map(|(k, v)| Ok((k.key, k.seqno, k.kind, v)));
-            let handle = write_run(db, ks, entries, ks.options.dump_compression)?;
-            records.push(MetaRecord::CreateRun {
-                keyspace: ks.id,
-                run: handle.id,
-                info: handle.info.clone(),
-            });
-            Some(handle)
+            Some(write_run(db, ks, entries, ks.options.dump_compression)?)
         };
-        records.push(MetaRecord::Dumped {
-            keyspace: ks.id,
-            seqno: limit.saturating_sub(1),
-        });
-        records.extend(
-            db.reaper
-                .take_forgotten()
-                .into_iter()
-                .map(|run| MetaRecord::ForgetRun { run }),
-        );
-        db.meta
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .commit(records)?;
-        ks.update(|v| {
-            let mut next = v.clone();
-            next.sealed.retain(|m| !Arc::ptr_eq(m, &memtable));
-            if let Some(handle) = &handle {
-                next.runs.insert(0, Arc::clone(handle));
-            }
-            next
-        });
+        install_dump(db, ks, &memtable, handle.as_ref(), limit.saturating_sub(1))?;
         db.quota.release(memtable.size_bytes());
         let counters = &ks.counters;
         counters.dumps.fetch_add(1, Ordering::Relaxed);
@@ -121,10 +93,71 @@ pub(crate) fn dump_keyspace(db: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<()>
             .dump_micros
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
     }
-    if ks.current().runs.len() > db.options.max_runs_per_keyspace {
-        crate::compact::compact_all(db, ks)?;
-    }
+    db.wake_compaction();
     trim_wal(db)
+}
+
+/// Gives the dumped run a slice in every range it intersects and swaps it in for the memtable,
+/// logging `CreateRun`, the slices and `Dumped` as one group.
+fn install_dump(
+    db: &DbInner,
+    ks: &KeyspaceInner,
+    memtable: &Arc<crate::memtable::Memtable>,
+    handle: Option<&Arc<RunHandle>>,
+    dumped_seqno: u64,
+) -> Result<()> {
+    let _shape = ks.shape.lock().unwrap_or_else(|p| p.into_inner());
+    let current = ks.current();
+    let mut meta = db.meta.lock().unwrap_or_else(|p| p.into_inner());
+    let mut records = Vec::new();
+    let mut next = (*current).clone();
+    next.sealed.retain(|m| !Arc::ptr_eq(m, memtable));
+    if let Some(handle) = handle {
+        records.push(MetaRecord::CreateRun {
+            keyspace: ks.id,
+            run: handle.id,
+            info: handle.info.clone(),
+        });
+        let mut slice_id = meta.state().next_slice_id;
+        for range in next.ranges.iter_mut() {
+            if !range.overlaps_keys(&handle.info.min_key, &handle.info.max_key) {
+                continue;
+            }
+            records.push(MetaRecord::InsertSlice {
+                keyspace: ks.id,
+                range: range.id,
+                slice: slice_id,
+                run: handle.id,
+                begin: range.begin.as_ref().map(|b| b.to_vec()),
+                end: range.end.as_ref().map(|e| e.to_vec()),
+            });
+            let slice = Arc::new(Slice::new(
+                slice_id,
+                Arc::clone(handle),
+                range.begin.clone(),
+                range.end.clone(),
+            ));
+            slice_id += 1;
+            let mut updated = Range::clone(range);
+            updated.slices.insert(0, slice);
+            Range::sort_slices(&mut updated.slices);
+            *range = Arc::new(updated);
+        }
+    }
+    records.push(MetaRecord::Dumped {
+        keyspace: ks.id,
+        seqno: dumped_seqno,
+    });
+    records.extend(
+        db.reaper
+            .take_forgotten()
+            .into_iter()
+            .map(|run| MetaRecord::ForgetRun { run }),
+    );
+    meta.commit(records)?;
+    drop(meta);
+    ks.install_ranges(next.ranges, Some(memtable));
+    Ok(())
 }
 
 /// Writes a run from entries in internal order, through a temporary name, and returns its handle.

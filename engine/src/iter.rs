@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use strata_compaction::{BoxedSource, EntrySource, MergeIter};
-use strata_sstable::{EntryKind, RunIter};
+use strata_sstable::EntryKind;
 
 use crate::error::Result;
 use crate::keyspace::{Key, KeyspaceInner, Value};
@@ -88,13 +88,16 @@ impl Iter {
                 sources.push(Box::new(MemCursor::new(Arc::clone(memtable))));
             }
         }
-        for handle in &self.version.runs {
-            if handle.info.min_seqno <= self.read_seqno {
-                sources.push(Box::new(RunIter::new(
-                    &handle.run,
-                    as_slice(&self.lower),
-                    as_slice(&self.upper),
-                )));
+        for range in &self.version.ranges {
+            if !range.intersects(&self.lower, &self.upper) {
+                continue;
+            }
+            for slice in &range.slices {
+                if slice.run.info.min_seqno <= self.read_seqno {
+                    sources.push(Box::new(
+                        slice.iter(as_slice(&self.lower), as_slice(&self.upper)),
+                    ));
+                }
             }
         }
         MergeIter::new(sources)

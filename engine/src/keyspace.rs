@@ -1,6 +1,7 @@
 //! Keyspaces: one LSM tree each. `KeyspaceInner` is the engine's state of a tree; `Keyspace`
 //! is the user's handle to it.
 
+use std::collections::BTreeSet;
 use std::ops::{Bound, RangeBounds};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -15,7 +16,7 @@ use crate::iter::Iter;
 use crate::memtable::Memtable;
 use crate::options::KeyspaceOptions;
 use crate::read;
-use crate::version::TreeVersion;
+use crate::version::{Range, TreeVersion};
 
 /// A user key: a cheaply cloneable shared buffer.
 pub type Key = Bytes;
@@ -35,6 +36,9 @@ pub(crate) struct KeyspaceCounters {
     pub compaction_bytes_in: AtomicU64,
     pub compaction_bytes_out: AtomicU64,
     pub compaction_micros: AtomicU64,
+    pub versions_dropped: AtomicU64,
+    pub splits: AtomicU64,
+    pub coalesces: AtomicU64,
     pub gets: AtomicU64,
     pub gets_from_memtable: AtomicU64,
     pub runs_probed: AtomicU64,
@@ -46,8 +50,14 @@ pub(crate) struct KeyspaceInner {
     pub name: String,
     pub options: KeyspaceOptions,
     version: RwLock<Arc<TreeVersion>>,
-    /// One dump or compaction of this keyspace at a time, oldest sealed memtable first.
-    pub maintenance: Mutex<()>,
+    /// One dump of this keyspace at a time, oldest sealed memtable first (so `Dumped` only
+    /// moves forward).
+    pub dump_lock: Mutex<()>,
+    /// Held for the short moments the tree's shape changes: a dump assigning its run's slices,
+    /// a compaction installing its output, a split or a coalesce. Never held while writing files.
+    pub shape: Mutex<()>,
+    /// Ranges being compacted.
+    compacting: Mutex<BTreeSet<u64>>,
     pub dropped: AtomicBool,
     pub run_counters: Arc<RunCounters>,
     pub counters: KeyspaceCounters,
@@ -69,7 +79,9 @@ impl KeyspaceInner {
             name,
             options,
             version: RwLock::new(Arc::new(version)),
-            maintenance: Mutex::new(()),
+            dump_lock: Mutex::new(()),
+            shape: Mutex::new(()),
+            compacting: Mutex::new(BTreeSet::new()),
             dropped: AtomicBool::new(false),
             run_counters: Arc::new(RunCounters::default()),
             counters: KeyspaceCounters::default(),
@@ -88,6 +100,30 @@ impl KeyspaceInner {
         #[cfg(feature = "invariants")]
         next.check_invariants();
         *guard = Arc::new(next);
+    }
+
+    /// Installs new ranges (computed by the caller from the current ones while holding `shape`)
+    /// and, for a dump, removes the dumped memtable. Applied to the *latest* tree: memtables may
+    /// have been sealed since the caller looked, and only `shape` holders change ranges.
+    pub fn install_ranges(&self, ranges: Vec<Arc<Range>>, dumped: Option<&Arc<Memtable>>) {
+        self.update(|current| {
+            let mut next = current.clone();
+            next.ranges = ranges;
+            if let Some(memtable) = dumped {
+                next.sealed.retain(|m| !Arc::ptr_eq(m, memtable));
+            }
+            next
+        });
+    }
+
+    /// Empties the tree of a dropped keyspace.
+    pub fn clear(&self) {
+        let mut guard = self.version.write().unwrap_or_else(|p| p.into_inner());
+        *guard = Arc::new(TreeVersion {
+            active: Arc::new(Memtable::new(0)),
+            sealed: Vec::new(),
+            ranges: Vec::new(),
+        });
     }
 
     /// Inserts a committed entry into the memtable that owns its seqno; returns the bytes charged.
@@ -116,6 +152,29 @@ impl KeyspaceInner {
         next.check_invariants();
         *guard = Arc::new(next);
         Some(sealed)
+    }
+
+    /// Marks a range busy; false if it already was.
+    pub fn try_mark_busy(&self, range: u64) -> bool {
+        self.compacting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(range)
+    }
+
+    pub fn clear_busy(&self, range: u64) {
+        self.compacting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&range);
+    }
+
+    /// The ranges being compacted.
+    pub fn busy_ranges(&self) -> BTreeSet<u64> {
+        self.compacting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn check_live(&self) -> Result<()> {
@@ -222,6 +281,18 @@ impl Keyspace {
             lower,
             upper,
         )
+    }
+
+    /// Dumps every memtable, then compacts every range of this keyspace into a single run
+    /// (major compaction), waiting for completion: afterwards a keyspace without overwrites or
+    /// deletes has a space amplification of exactly 1.
+    ///
+    /// # Errors
+    /// I/O errors (which poison the database), [`Error::Poisoned`], [`Error::Closed`].
+    pub fn compact(&self) -> Result<()> {
+        self.inner.check_live()?;
+        self.db.flush()?;
+        self.db.inner.compact_keyspace(&self.inner)
     }
 
     /// The pair with the smallest key. Errors as for [`Keyspace::get`].

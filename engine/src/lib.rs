@@ -67,7 +67,9 @@ pub use iter::Iter;
 pub use keyspace::{Key, Keyspace, Value};
 pub use options::{KeyspaceOptions, Options, WalMode, WalRecovery};
 pub use snapshot::Snapshot;
-pub use stats::{DbStats, KeyspaceStats, MemoryStats, ReadViewStats, WalStats};
+pub use stats::{
+    DbStats, KeyspaceStats, LevelStats, MemoryStats, RangeStats, ReadViewStats, WalStats,
+};
 pub use strata_sstable as sstable;
 pub use strata_sstable::Compression;
 pub use write_batch::WriteBatch;

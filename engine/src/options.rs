@@ -81,9 +81,15 @@ pub struct Options {
     pub cache_size_bytes: u64,
     /// Longest value accepted (default 16 MiB).
     pub max_value_len: usize,
-    /// Placeholder compaction until the vinyl policy lands: when a keyspace holds more runs than
-    /// this, they are merged into one (default 8).
-    pub max_runs_per_keyspace: usize,
+    /// Background threads compacting ranges (default 2; vinyl: `vinyl_write_threads` shared
+    /// with dumps, RocksDB: `max_background_compactions`). Dumps have their own threads and never
+    /// wait behind a compaction.
+    pub compaction_threads: usize,
+    /// Lower clamp of the automatic range size (default 16 MiB: small databases keep few,
+    /// reasonably sized ranges).
+    pub range_size_min_bytes: u64,
+    /// Upper clamp of the automatic range size (default 2 GiB, as vinyl).
+    pub range_size_max_bytes: u64,
     /// The metadata log is rewritten compactly past this size (default 4 MiB).
     pub meta_rewrite_threshold_bytes: u64,
     /// The file system (default: the real one). Tests pass an in-memory, fault-injecting one.
@@ -101,7 +107,9 @@ impl fmt::Debug for Options {
             .field("quota_timeout", &self.quota_timeout)
             .field("cache_size_bytes", &self.cache_size_bytes)
             .field("max_value_len", &self.max_value_len)
-            .field("max_runs_per_keyspace", &self.max_runs_per_keyspace)
+            .field("compaction_threads", &self.compaction_threads)
+            .field("range_size_min_bytes", &self.range_size_min_bytes)
+            .field("range_size_max_bytes", &self.range_size_max_bytes)
             .field("fs", &self.fs)
             .finish()
     }
@@ -118,7 +126,9 @@ impl Default for Options {
             quota_timeout: Duration::from_secs(60),
             cache_size_bytes: 128 << 20,
             max_value_len: strata_sstable::DEFAULT_MAX_VALUE_LEN,
-            max_runs_per_keyspace: 8,
+            compaction_threads: 2,
+            range_size_min_bytes: 16 << 20,
+            range_size_max_bytes: 2 << 30,
             meta_rewrite_threshold_bytes: 4 << 20,
             fs: Arc::new(RealFs),
         }
@@ -152,8 +162,16 @@ impl Options {
                 self.max_value_len
             ));
         }
-        if self.max_runs_per_keyspace < 2 {
-            return bad("max_runs_per_keyspace must be at least 2".into());
+        if self.compaction_threads == 0 || self.compaction_threads > 64 {
+            return bad(format!(
+                "compaction_threads {} is outside 1..=64",
+                self.compaction_threads
+            ));
+        }
+        if self.range_size_min_bytes == 0 || self.range_size_min_bytes > self.range_size_max_bytes {
+            return bad(
+                "range_size_min_bytes must be positive and at most range_size_max_bytes".into(),
+            );
         }
         Ok(())
     }
@@ -172,6 +190,17 @@ pub struct KeyspaceOptions {
     /// Compression of runs written by compaction (default zstd level 3: written once, read
     /// often).
     pub compaction_compression: Compression,
+    /// Size ratio between adjacent levels of a range (default 3.5; vinyl: `run_size_ratio`).
+    pub run_size_ratio: f64,
+    /// Runs a level holds before it is compacted with every newer level (default 2; vinyl:
+    /// `run_count_per_level`). With `run_count_per_level <= run_size_ratio - 1` space
+    /// amplification stays below 2.
+    pub run_count_per_level: u32,
+    /// Target range size: a range splits when its bottom run exceeds 4/3 of it and coalesces
+    /// with idle neighbours below 1/2 of it (vinyl: `range_size`). `None` (default) is automatic
+    /// as in vinyl: bottom-level bytes / (4 x dumps per compaction), clamped to
+    /// `Options::range_size_min_bytes..=range_size_max_bytes`.
+    pub range_size_bytes: Option<u64>,
 }
 
 impl Default for KeyspaceOptions {
@@ -181,6 +210,9 @@ impl Default for KeyspaceOptions {
             bloom_fp_rate: 0.01,
             dump_compression: Compression::Lz4,
             compaction_compression: Compression::Zstd { level: 3 },
+            run_size_ratio: strata_compaction::DEFAULT_RUN_SIZE_RATIO,
+            run_count_per_level: strata_compaction::DEFAULT_RUN_COUNT_PER_LEVEL,
+            range_size_bytes: None,
         }
     }
 }
@@ -201,7 +233,19 @@ impl KeyspaceOptions {
         }
         self.dump_compression.validate()?;
         self.compaction_compression.validate()?;
+        self.policy()?;
+        if self.range_size_bytes == Some(0) {
+            return Err(Error::InvalidArgument(
+                "range_size_bytes must be positive".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// The compaction policy these options describe.
+    pub(crate) fn policy(&self) -> Result<strata_compaction::VinylPolicy> {
+        strata_compaction::VinylPolicy::new(self.run_size_ratio, self.run_count_per_level)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))
     }
 
     pub(crate) fn encode(&self) -> Vec<u8> {

@@ -42,7 +42,11 @@ pub(crate) fn get_in(
             return Ok(resolve(found.kind, found.value));
         }
     }
-    for handle in &version.runs {
+    let Some(range) = version.range_for(key) else {
+        return Ok(None);
+    };
+    for slice in &range.slices {
+        let handle = &slice.run;
         if handle.info.min_seqno > read_seqno {
             continue;
         }

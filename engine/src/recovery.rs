@@ -13,10 +13,15 @@ use crate::error::{Error, Result};
 use crate::fs;
 use crate::keyspace::KeyspaceInner;
 use crate::memtable::Memtable;
+use crate::meta::KeyspaceMeta;
 use crate::meta::{MetaLog, MetaRecord, LOG_FILE};
 use crate::options::{KeyspaceOptions, Options, WalMode, WalRecovery};
-use crate::version::{parse_run_file_name, run_file_name, Reaper, RunHandle, TreeVersion};
+use crate::version::{
+    parse_run_file_name, run_file_name, Range, Reaper, RunHandle, Slice, TreeVersion,
+};
 use crate::wal::{self, WalRecoveryMode, WalWriter};
+use bytes::Bytes;
+use std::collections::BTreeMap;
 use strata_sstable::ClockCache;
 
 /// Opens the database in `dir` (see [`crate::Db::open`]).
@@ -43,37 +48,41 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<DbInner> {
         let ks_options = KeyspaceOptions::decode(&ks_meta.options).map_err(|e| {
             Error::corruption(meta.path(), 0, format!("keyspace {:?}: {e}", ks_meta.name))
         })?;
-        let version = TreeVersion {
+        // The tree is built below; a keyspace starts empty until its ranges are known.
+        let placeholder = TreeVersion {
             active: Arc::new(Memtable::new(0)),
             sealed: Vec::new(),
-            runs: Vec::new(),
+            ranges: Vec::new(),
         };
         let ks = Arc::new(KeyspaceInner::new(
             ks_meta.id,
             ks_meta.name.clone(),
             ks_options,
-            version,
+            placeholder,
         ));
-        let mut runs = Vec::new();
+        let mut runs = BTreeMap::new();
         for (&run_id, info) in &ks_meta.runs {
             let path = dir.join(run_file_name(run_id));
             let run = open_run_checked(fs.as_ref(), &cache, &ks, &path, info.file_size)?;
-            runs.push(Arc::new(RunHandle::new(
+            runs.insert(
                 run_id,
-                run,
-                info.clone(),
-                path,
-                Arc::clone(&reaper),
-            )));
+                Arc::new(RunHandle::new(
+                    run_id,
+                    run,
+                    info.clone(),
+                    path,
+                    Arc::clone(&reaper),
+                )),
+            );
             max_seqno = max_seqno.max(info.max_seqno);
         }
-        runs.sort_by(|a, b| {
-            b.info
-                .max_seqno
-                .cmp(&a.info.max_seqno)
-                .then(b.id.cmp(&a.id))
-        });
-        ks.update(|v| TreeVersion { runs, ..v.clone() });
+        let ranges = build_ranges(&mut meta, ks_meta, &runs)?;
+        let tree = TreeVersion {
+            active: Arc::new(Memtable::new(0)),
+            sealed: Vec::new(),
+            ranges,
+        };
+        ks.update(|_| tree);
         max_seqno = max_seqno.max(ks_meta.dumped_seqno);
         registry.by_name.insert(ks_meta.name.clone(), ks_meta.id);
         registry.by_id.insert(ks_meta.id, ks);
@@ -140,6 +149,7 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<DbInner> {
         options.wal_mode,
         options.wal_segment_size_bytes,
         wal_state,
+        Arc::clone(&fs),
     );
     let parts = crate::db::Parts {
         lock,
@@ -154,6 +164,115 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<DbInner> {
     db.recovered_records
         .store(replayed, std::sync::atomic::Ordering::Relaxed);
     Ok(db)
+}
+
+/// The ranges of a keyspace from the metadata state, in key order. A keyspace without ranges
+/// (written before ranges existed) gets one unbounded range holding a slice of every live run;
+/// a live run no slice reads is dropped. Both fixes are logged as one group.
+fn build_ranges(
+    meta: &mut MetaLog,
+    ks_meta: &KeyspaceMeta,
+    runs: &BTreeMap<u64, Arc<RunHandle>>,
+) -> Result<Vec<Arc<Range>>> {
+    let mut records = Vec::new();
+    let mut ranges = Vec::new();
+    let mut next_slice = meta.state().next_slice_id;
+    if ks_meta.ranges.is_empty() {
+        let id = meta.state().next_range_id;
+        records.push(MetaRecord::InsertRange {
+            keyspace: ks_meta.id,
+            range: id,
+            begin: None,
+            end: None,
+        });
+        let mut slices = Vec::new();
+        for (&run_id, handle) in runs {
+            records.push(MetaRecord::InsertSlice {
+                keyspace: ks_meta.id,
+                range: id,
+                slice: next_slice,
+                run: run_id,
+                begin: None,
+                end: None,
+            });
+            slices.push(Arc::new(Slice::new(
+                next_slice,
+                Arc::clone(handle),
+                None,
+                None,
+            )));
+            next_slice += 1;
+        }
+        Range::sort_slices(&mut slices);
+        ranges.push(Arc::new(Range {
+            id,
+            begin: None,
+            end: None,
+            slices,
+        }));
+    } else {
+        let mut read = std::collections::BTreeSet::new();
+        for range_meta in ks_meta.ranges.values() {
+            let mut slices = Vec::new();
+            for slice in range_meta.slices.values() {
+                let handle = runs.get(&slice.run).ok_or_else(|| {
+                    Error::corruption(
+                        meta.path(),
+                        0,
+                        format!(
+                            "slice {} reads run {} which is not live",
+                            slice.id, slice.run
+                        ),
+                    )
+                })?;
+                read.insert(slice.run);
+                let begin = slice.begin.clone().map(Bytes::from);
+                let end = slice.end.clone().map(Bytes::from);
+                slices.push(Arc::new(Slice::new(
+                    slice.id,
+                    Arc::clone(handle),
+                    begin,
+                    end,
+                )));
+            }
+            Range::sort_slices(&mut slices);
+            ranges.push(Arc::new(Range {
+                id: range_meta.id,
+                begin: range_meta.begin.clone().map(Bytes::from),
+                end: range_meta.end.clone().map(Bytes::from),
+                slices,
+            }));
+        }
+        ranges.sort_by(|a, b| match (&a.begin, &b.begin) {
+            (None, None) => std::cmp::Ordering::Equal,
+            (None, Some(_)) => std::cmp::Ordering::Less,
+            (Some(_), None) => std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) => x.cmp(y),
+        });
+        let tiled = ranges.first().is_some_and(|r| r.begin.is_none())
+            && ranges.last().is_some_and(|r| r.end.is_none())
+            && ranges.windows(2).all(|w| w[0].end == w[1].begin);
+        if !tiled {
+            return Err(Error::corruption(
+                meta.path(),
+                0,
+                format!("ranges of keyspace {:?} do not tile its keys", ks_meta.name),
+            ));
+        }
+        for &run_id in runs.keys().filter(|id| !read.contains(id)) {
+            records.push(MetaRecord::DropRun {
+                keyspace: ks_meta.id,
+                run: run_id,
+            });
+            if let Some(handle) = runs.get(&run_id) {
+                handle.mark_obsolete();
+            }
+        }
+    }
+    if !records.is_empty() {
+        meta.commit(records)?;
+    }
+    Ok(ranges)
 }
 
 /// Opens a live run, checking that the file is there and has the size the log recorded.

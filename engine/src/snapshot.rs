@@ -32,14 +32,14 @@ impl ReadViews {
         }
     }
 
-    /// The oldest open read view's seqno.
-    pub fn oldest(&self) -> Option<u64> {
+    /// Every open read view's seqno, ascending.
+    pub fn all(&self) -> Vec<u64> {
         self.views
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .keys()
-            .next()
             .copied()
+            .collect()
     }
 
     /// Number of open read views and the age of the oldest one.

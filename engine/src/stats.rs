@@ -80,7 +80,7 @@ pub struct KeyspaceStats {
     pub memtable_entries: u64,
     /// Sealed memtables waiting for a dump.
     pub sealed_memtables: usize,
-    /// Runs.
+    /// Distinct runs (a run may hold slices in several ranges).
     pub runs: usize,
     /// Entries in runs.
     pub run_entries: u64,
@@ -88,6 +88,23 @@ pub struct KeyspaceStats {
     pub run_bytes_on_disk: u64,
     /// Raw key and value bytes held in runs (all versions), before compression.
     pub run_bytes_logical: u64,
+    /// Bytes on disk / bytes on disk of the runs holding some range's bottom slice. 1.0 after a
+    /// full compaction; vinyl's policy keeps it below 2.
+    pub space_amplification: f64,
+    /// Ranges tiling the keyspace.
+    pub ranges: usize,
+    /// Runs and bytes per level, summed over ranges (level 0 holds each range's newest run).
+    pub levels: Vec<LevelStats>,
+    /// Bytes the policy says must be compacted now (vinyl's compaction queue).
+    pub compaction_debt_bytes: u64,
+    /// Range splits.
+    pub splits: u64,
+    /// Range coalesces.
+    pub coalesces: u64,
+    /// Versions and deletes compaction dropped as garbage.
+    pub versions_dropped: u64,
+    /// Each range's shape.
+    pub range_details: Vec<RangeStats>,
     /// Bytes of user keys and values written (the denominator of write amplification).
     pub user_bytes_written: u64,
     /// Writes (entries) applied.
@@ -128,6 +145,94 @@ pub struct KeyspaceStats {
     pub bytes_read: u64,
 }
 
+/// Runs and bytes on one level, summed over a keyspace's ranges.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LevelStats {
+    /// Level number: 0 is a range's newest run's level.
+    pub level: u32,
+    /// Runs (slices) on this level across ranges.
+    pub runs: usize,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// One range's shape.
+#[derive(Debug, Clone, Serialize)]
+pub struct RangeStats {
+    /// Range id.
+    pub id: u64,
+    /// Inclusive lower bound (`None`: unbounded).
+    pub begin: Option<Vec<u8>>,
+    /// Exclusive upper bound (`None`: unbounded).
+    pub end: Option<Vec<u8>>,
+    /// Slices (runs) in the range.
+    pub runs: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Runs per level, newest level first.
+    pub runs_per_level: Vec<usize>,
+    /// Bytes the policy says must be compacted now.
+    pub debt_bytes: u64,
+    /// A compaction of the range is running.
+    pub compacting: bool,
+}
+
+struct TreeShape {
+    ranges: Vec<RangeStats>,
+    levels: Vec<LevelStats>,
+    debt: u64,
+    bottom_runs: std::collections::BTreeSet<u64>,
+}
+
+fn tree_shape(
+    ks: &crate::keyspace::KeyspaceInner,
+    version: &crate::version::TreeVersion,
+) -> TreeShape {
+    use strata_compaction::{CompactionPolicy, RangeRuns};
+    let busy = ks.busy_ranges();
+    let mut shape = TreeShape {
+        ranges: Vec::new(),
+        levels: Vec::new(),
+        debt: 0,
+        bottom_runs: Default::default(),
+    };
+    let Ok(policy) = ks.options.policy() else {
+        return shape;
+    };
+    for range in &version.ranges {
+        let input = crate::compact::policy_input(range);
+        let analysis = policy.analyze(&RangeRuns::new(&input));
+        for level in &analysis.levels {
+            let index = level.index as usize;
+            if shape.levels.len() <= index {
+                shape.levels.resize_with(index + 1, LevelStats::default);
+            }
+            let slot = &mut shape.levels[index];
+            slot.level = level.index;
+            slot.runs += level.runs.len();
+            slot.bytes += level.bytes;
+        }
+        if let Some(bottom) = range.slices.last() {
+            shape.bottom_runs.insert(bottom.run.id);
+        }
+        shape.debt += analysis.debt_bytes();
+        shape.ranges.push(RangeStats {
+            id: range.id,
+            begin: range.begin.as_ref().map(|b| b.to_vec()),
+            end: range.end.as_ref().map(|e| e.to_vec()),
+            runs: range.slices.len(),
+            bytes: range.bytes(),
+            runs_per_level: analysis.levels.iter().map(|l| l.runs.len()).collect(),
+            debt_bytes: analysis.debt_bytes(),
+            compacting: busy.contains(&range.id),
+        });
+    }
+    for (i, level) in shape.levels.iter_mut().enumerate() {
+        level.level = i as u32;
+    }
+    shape
+}
+
 fn ratio(numerator: u64, denominator: u64) -> f64 {
     if denominator == 0 {
         0.0
@@ -151,6 +256,15 @@ pub(crate) fn collect(db: &DbInner) -> DbStats {
             let c = &ks.counters;
             let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
             let run_counters = ks.run_counters.snapshot();
+            let runs = version.runs();
+            let disk: u64 = runs.values().map(|r| r.info.file_size).sum();
+            let shape = tree_shape(&ks, &version);
+            let bottom_disk: u64 = shape
+                .bottom_runs
+                .iter()
+                .filter_map(|id| runs.get(id))
+                .map(|r| r.info.file_size)
+                .sum();
             let dump_out = load(&c.dump_bytes_out);
             let compaction_out = load(&c.compaction_bytes_out);
             let user = load(&c.user_bytes_written);
@@ -161,14 +275,21 @@ pub(crate) fn collect(db: &DbInner) -> DbStats {
                 memtable_bytes: version.memtables().map(|m| m.size_bytes()).sum(),
                 memtable_entries: version.memtables().map(|m| m.entries()).sum(),
                 sealed_memtables: version.sealed.len(),
-                runs: version.runs.len(),
-                run_entries: version.runs.iter().map(|r| r.info.entries).sum(),
-                run_bytes_on_disk: version.runs.iter().map(|r| r.info.file_size).sum(),
-                run_bytes_logical: version
-                    .runs
-                    .iter()
+                runs: runs.len(),
+                run_entries: runs.values().map(|r| r.info.entries).sum(),
+                run_bytes_on_disk: disk,
+                run_bytes_logical: runs
+                    .values()
                     .map(|r| r.run.properties().raw_key_bytes + r.run.properties().raw_value_bytes)
                     .sum(),
+                space_amplification: ratio(disk, bottom_disk),
+                ranges: shape.ranges.len(),
+                levels: shape.levels,
+                compaction_debt_bytes: shape.debt,
+                splits: load(&c.splits),
+                coalesces: load(&c.coalesces),
+                versions_dropped: load(&c.versions_dropped),
+                range_details: shape.ranges,
                 user_bytes_written: user,
                 writes: load(&c.writes),
                 dumps: load(&c.dumps),

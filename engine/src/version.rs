@@ -5,11 +5,14 @@
 //! when its [`RunHandle`] is dropped after being marked obsolete, which happens only when no
 //! version (and so no iterator) refers to it any more.
 
+use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use strata_sstable::Run;
+use bytes::Bytes;
+use strata_sstable::{Run, RunIter, BLOCK_TRAILER_LEN};
 
 use crate::fs::{self, Fs};
 use crate::memtable::Memtable;
@@ -106,6 +109,160 @@ impl Drop for RunHandle {
     }
 }
 
+/// The part `[begin, end)` of a run that lies in one range. A dump gives each range its run
+/// intersects a slice of it; split and coalesce re-slice runs without copying data.
+#[derive(Debug)]
+pub(crate) struct Slice {
+    pub id: u64,
+    pub run: Arc<RunHandle>,
+    /// Inclusive lower bound (`None`: unbounded).
+    pub begin: Option<Bytes>,
+    /// Exclusive upper bound (`None`: unbounded).
+    pub end: Option<Bytes>,
+    /// Stored bytes of the run's pages that overlap the slice (what the policy weighs).
+    pub bytes: u64,
+    /// Fixed random number for the policy's desynchronisation (one slice in ten lets its level
+    /// keep an extra run).
+    pub seed: u64,
+}
+
+/// A well-mixed 64-bit function of a slice id: the slice's seed.
+pub(crate) fn slice_seed(id: u64) -> u64 {
+    let mut z = id.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn below(key: &[u8], end: &Option<Bytes>) -> bool {
+    end.as_ref().is_none_or(|e| key < e.as_ref())
+}
+
+fn at_or_above(key: &[u8], begin: &Option<Bytes>) -> bool {
+    begin.as_ref().is_none_or(|b| key >= b.as_ref())
+}
+
+impl Slice {
+    pub fn new(id: u64, run: Arc<RunHandle>, begin: Option<Bytes>, end: Option<Bytes>) -> Slice {
+        let bytes = estimate_bytes(&run.run, &begin, &end);
+        Slice {
+            id,
+            run,
+            begin,
+            end,
+            bytes,
+            seed: slice_seed(id),
+        }
+    }
+
+    /// A cursor over the slice's entries within the caller's bounds too.
+    pub fn iter(&self, lower: Bound<&[u8]>, upper: Bound<&[u8]>) -> RunIter {
+        let lower = tighter_lower(lower, self.begin.as_deref());
+        let upper = tighter_upper(upper, self.end.as_deref());
+        RunIter::new(&self.run.run, lower, upper)
+    }
+
+    /// True if the slice's run may hold keys in `[begin, end)` of the slice at all.
+    pub fn is_empty(&self) -> bool {
+        let info = &self.run.info;
+        info.entries == 0
+            || !below(&info.min_key, &self.end)
+            || !at_or_above(&info.max_key, &self.begin)
+    }
+}
+
+/// The tighter of a query's lower bound and a slice's inclusive begin.
+fn tighter_lower<'a>(lower: Bound<&'a [u8]>, begin: Option<&'a [u8]>) -> Bound<&'a [u8]> {
+    match (lower, begin) {
+        (lower, None) => lower,
+        (Bound::Unbounded, Some(b)) => Bound::Included(b),
+        (Bound::Included(l), Some(b)) => Bound::Included(l.max(b)),
+        (Bound::Excluded(l), Some(b)) if l >= b => Bound::Excluded(l),
+        (Bound::Excluded(_), Some(b)) => Bound::Included(b),
+    }
+}
+
+/// The tighter of a query's upper bound and a slice's exclusive end.
+fn tighter_upper<'a>(upper: Bound<&'a [u8]>, end: Option<&'a [u8]>) -> Bound<&'a [u8]> {
+    match (upper, end) {
+        (upper, None) => upper,
+        (Bound::Unbounded, Some(e)) => Bound::Excluded(e),
+        (Bound::Excluded(u), Some(e)) => Bound::Excluded(u.min(e)),
+        (Bound::Included(u), Some(e)) if u < e => Bound::Included(u),
+        (Bound::Included(_), Some(e)) => Bound::Excluded(e),
+    }
+}
+
+/// Stored bytes of the pages of `run` that overlap `[begin, end)`.
+fn estimate_bytes(run: &Run, begin: &Option<Bytes>, end: &Option<Bytes>) -> u64 {
+    let pages = run.pages();
+    let mut total = 0;
+    for (i, page) in pages.iter().enumerate() {
+        // Page i holds keys from its first key up to (and maybe including) the next page's.
+        let starts_before_end = below(&page.first_key, end);
+        let ends_after_begin = match (pages.get(i + 1), begin) {
+            (_, None) | (None, _) => true,
+            (Some(next), Some(b)) => next.first_key.as_ref() >= b.as_ref(),
+        };
+        if starts_before_end && ends_after_begin {
+            total += u64::from(page.stored_len) + BLOCK_TRAILER_LEN as u64;
+        }
+    }
+    total
+}
+
+/// A contiguous interval `[begin, end)` of a keyspace's keys with its slices. Ranges tile the
+/// key space; compaction works on one range at a time.
+#[derive(Debug, Clone)]
+pub(crate) struct Range {
+    pub id: u64,
+    pub begin: Option<Bytes>,
+    pub end: Option<Bytes>,
+    /// Newest first: by run max seqno, so a compaction's output sorts behind slices dumped
+    /// while it ran.
+    pub slices: Vec<Arc<Slice>>,
+}
+
+impl Range {
+    pub fn contains(&self, key: &[u8]) -> bool {
+        at_or_above(key, &self.begin) && below(key, &self.end)
+    }
+
+    /// True if the range overlaps a query's bounds.
+    pub fn intersects(&self, lower: &Bound<Bytes>, upper: &Bound<Bytes>) -> bool {
+        let starts_before_upper = match (upper, &self.begin) {
+            (Bound::Unbounded, _) | (_, None) => true,
+            (Bound::Included(u), Some(b)) => b <= u,
+            (Bound::Excluded(u), Some(b)) => b < u,
+        };
+        let ends_after_lower = match (lower, &self.end) {
+            (Bound::Unbounded, _) | (_, None) => true,
+            (Bound::Included(l) | Bound::Excluded(l), Some(e)) => l < e,
+        };
+        starts_before_upper && ends_after_lower
+    }
+
+    /// True if the range overlaps the inclusive key interval `[min, max]`.
+    pub fn overlaps_keys(&self, min: &[u8], max: &[u8]) -> bool {
+        at_or_above(max, &self.begin) && below(min, &self.end)
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.slices.iter().map(|s| s.bytes).sum()
+    }
+
+    /// Orders slices newest first.
+    pub fn sort_slices(slices: &mut [Arc<Slice>]) {
+        slices.sort_by(|a, b| {
+            b.run
+                .info
+                .max_seqno
+                .cmp(&a.run.info.max_seqno)
+                .then(b.id.cmp(&a.id))
+        });
+    }
+}
+
 /// An immutable picture of a keyspace's tree.
 #[derive(Debug, Clone)]
 pub(crate) struct TreeVersion {
@@ -113,9 +270,8 @@ pub(crate) struct TreeVersion {
     pub active: Arc<Memtable>,
     /// Sealed memtables waiting to be dumped, newest first.
     pub sealed: Vec<Arc<Memtable>>,
-    /// Runs, newest first: for any key, a version in an earlier run is newer than every version
-    /// of that key in a later run.
-    pub runs: Vec<Arc<RunHandle>>,
+    /// Ranges in key order, tiling the key space.
+    pub ranges: Vec<Arc<Range>>,
 }
 
 impl TreeVersion {
@@ -138,14 +294,71 @@ impl TreeVersion {
             );
             start = sealed.start_seqno;
         }
-        for pair in self.runs.windows(2) {
-            assert!(
-                pair[0].info.max_seqno >= pair[1].info.max_seqno,
-                "invariant: runs newest first ({} before {})",
-                pair[0].id,
-                pair[1].id
+        assert!(
+            !self.ranges.is_empty(),
+            "invariant: a keyspace has at least one range"
+        );
+        assert!(
+            self.ranges[0].begin.is_none(),
+            "invariant: the first range starts at minus infinity"
+        );
+        assert!(
+            self.ranges[self.ranges.len() - 1].end.is_none(),
+            "invariant: the last range ends at infinity"
+        );
+        for pair in self.ranges.windows(2) {
+            assert_eq!(
+                pair[0].end, pair[1].begin,
+                "invariant: ranges tile the key space"
             );
         }
+        for range in &self.ranges {
+            for pair in range.slices.windows(2) {
+                assert!(
+                    pair[0].run.info.max_seqno >= pair[1].run.info.max_seqno,
+                    "invariant: slices newest first in range {}",
+                    range.id
+                );
+            }
+            for slice in &range.slices {
+                let inside_begin = match (&range.begin, &slice.begin) {
+                    (None, _) => true,
+                    (Some(r), Some(s)) => s >= r,
+                    (Some(_), None) => false,
+                };
+                let inside_end = match (&range.end, &slice.end) {
+                    (None, _) => true,
+                    (Some(r), Some(s)) => s <= r,
+                    (Some(_), None) => false,
+                };
+                assert!(
+                    inside_begin && inside_end,
+                    "invariant: slice {} lies within range {}",
+                    slice.id,
+                    range.id
+                );
+            }
+        }
+    }
+
+    /// The range holding `key` (`None` only for a dropped keyspace's empty tree).
+    pub fn range_for(&self, key: &[u8]) -> Option<&Arc<Range>> {
+        let after = self
+            .ranges
+            .partition_point(|r| r.begin.as_ref().is_none_or(|b| b.as_ref() <= key));
+        self.ranges.get(after.saturating_sub(1))
+    }
+
+    /// Every distinct live run, by id.
+    pub fn runs(&self) -> BTreeMap<u64, Arc<RunHandle>> {
+        let mut runs = BTreeMap::new();
+        for range in &self.ranges {
+            for slice in &range.slices {
+                runs.entry(slice.run.id)
+                    .or_insert_with(|| Arc::clone(&slice.run));
+            }
+        }
+        runs
     }
 
     /// Memtables newest first: the active one, then the sealed ones.

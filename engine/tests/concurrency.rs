@@ -11,7 +11,7 @@
 //! iterating (forward and backward) and by point lookups, and that reading the same snapshot
 //! twice gives the same answer; (b) open an iterator per keyspace, read a little, wait until the
 //! database has finished two more dumps (the memory limit is tiny, so dumps and the placeholder compaction with
-//! `max_runs_per_keyspace: 3` run constantly, deleting the runs the iterator started on), and
+//! a 4 KiB minimum range size, so ranges split) run constantly, deleting the runs the iterator started on), and
 //! check that the rest of the iterator is still a consistent prefix of each writer. A third
 //! thread calls `Db::flush` now and then.
 //!
@@ -72,7 +72,7 @@ fn valid_prefixes(t: usize, count: usize) -> Vec<bool> {
 fn options(fs: Option<&MemFs>) -> Options {
     let mut options = Options {
         memory_limit_bytes: 64 * 1024,
-        max_runs_per_keyspace: 3,
+        range_size_min_bytes: 4 * 1024,
         wal_segment_size_bytes: 32 * 1024,
         meta_rewrite_threshold_bytes: 16 * 1024,
         ..Options::default()
@@ -86,6 +86,7 @@ fn options(fs: Option<&MemFs>) -> Options {
 fn ks_options() -> KeyspaceOptions {
     KeyspaceOptions {
         page_size_bytes: 1024,
+        range_size_bytes: Some(16 * 1024),
         ..KeyspaceOptions::default()
     }
 }

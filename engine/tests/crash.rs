@@ -20,7 +20,7 @@ fn options(fs: &MemFs, mode: WalMode) -> Options {
     Options {
         wal_mode: mode,
         memory_limit_bytes: 64 * 1024,
-        max_runs_per_keyspace: 3,
+        range_size_min_bytes: 4 * 1024,
         wal_segment_size_bytes: 8 * 1024,
         meta_rewrite_threshold_bytes: 4 * 1024,
         fs: Arc::new(fs.clone()),
@@ -57,6 +57,7 @@ fn workload(fs: &MemFs, mode: WalMode) -> (Vec<State>, usize, usize) {
                 &format!("ks{i}"),
                 KeyspaceOptions {
                     page_size_bytes: 512,
+                    range_size_bytes: Some(16 * 1024),
                     ..Default::default()
                 },
             )

@@ -48,7 +48,7 @@ fn options() -> Options {
         wal_mode: WalMode::Fsync,
         memory_limit_bytes: 256 * 1024,
         wal_segment_size_bytes: 64 * 1024,
-        max_runs_per_keyspace: 3,
+        range_size_min_bytes: 4 * 1024,
         meta_rewrite_threshold_bytes: 16 * 1024,
         ..Options::default()
     }
@@ -57,6 +57,7 @@ fn options() -> Options {
 fn ks_options() -> KeyspaceOptions {
     KeyspaceOptions {
         page_size_bytes: 1024,
+        range_size_bytes: Some(16 * 1024),
         ..KeyspaceOptions::default()
     }
 }

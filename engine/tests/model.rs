@@ -50,6 +50,9 @@ enum Op {
     CheckSnapshots,
     ReleaseSnapshot,
     Flush,
+    Compact {
+        ks: usize,
+    },
     Sync,
     Reopen,
     Crash,
@@ -80,6 +83,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         3 => Just(Op::CheckSnapshots),
         2 => Just(Op::ReleaseSnapshot),
         2 => Just(Op::Flush),
+        1 => (0..KEYSPACES).prop_map(|ks| Op::Compact { ks }),
         2 => Just(Op::Sync),
         2 => Just(Op::Reopen),
         3 => Just(Op::Crash),
@@ -104,7 +108,7 @@ impl Harness {
         let options = Options {
             wal_mode: mode,
             memory_limit_bytes: 64 * 1024,
-            max_runs_per_keyspace: 3,
+            range_size_min_bytes: 4 * 1024,
             wal_segment_size_bytes: 16 * 1024,
             meta_rewrite_threshold_bytes: 8 * 1024,
             fs: Arc::new(fs.clone()),
@@ -113,6 +117,7 @@ impl Harness {
         let db = Db::open(Path::new(DIR), options).expect("open");
         let ks_options = KeyspaceOptions {
             page_size_bytes: 512,
+            range_size_bytes: Some(2 * 1024),
             ..KeyspaceOptions::default()
         };
         let keyspaces = (0..KEYSPACES)
@@ -272,6 +277,16 @@ impl Harness {
                 self.db().flush().expect("flush");
                 self.made_durable();
             }
+            Op::Compact { ks } => {
+                self.keyspaces[ks].compact().expect("compact");
+                let stats = self.db().stats();
+                let ranges = &stats.keyspaces[ks].range_details;
+                assert!(
+                    ranges.iter().all(|r| r.runs <= 1),
+                    "a range holds several runs after compact: {ranges:?}"
+                );
+                self.made_durable();
+            }
             Op::Sync => {
                 self.db().sync().expect("sync");
                 self.made_durable();
@@ -375,16 +390,19 @@ fn long_history_dumps_compacts_and_crashes() {
         let mut harness = Harness::new(mode);
         let mut dumps = 0;
         let mut compactions = 0;
+        let mut splits = 0;
         for op in ops {
             if matches!(op, Op::Crash | Op::Reopen) {
                 let stats = harness.db().stats();
                 dumps += stats.keyspaces.iter().map(|k| k.dumps).sum::<u64>();
                 compactions += stats.keyspaces.iter().map(|k| k.compactions).sum::<u64>();
+                splits += stats.keyspaces.iter().map(|k| k.splits).sum::<u64>();
             }
             harness.apply(op);
         }
         harness.check_all();
         assert!(dumps > 20, "{mode:?}: only {dumps} dumps");
         assert!(compactions > 3, "{mode:?}: only {compactions} compactions");
+        assert!(splits > 0, "{mode:?}: no range split");
     }
 }

@@ -204,6 +204,11 @@ impl WalWriter {
 
     /// The segment's length in bytes, header included: what has been handed to the operating
     /// system, synced or not. The engine rotates on it (e.g. `len() >= segment_size`).
+    /// The segment file this writer appends to.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub(crate) fn len(&self) -> u64 {
         self.file.len()
     }
