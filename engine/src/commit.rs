@@ -80,6 +80,11 @@ pub(crate) struct WalState {
     pub next_segment_id: u64,
 }
 
+/// In `Write` mode, a background sync of the WAL is requested after this many bytes (RocksDB:
+/// `wal_bytes_per_sync`): the kernel's dirty pages are flushed a little at a time instead of all
+/// at once when a segment is rotated, which happens while committers wait.
+pub(crate) const WAL_BYTES_PER_SYNC: u64 = 8 << 20;
+
 /// Counters of the pipeline.
 #[derive(Debug, Default)]
 pub(crate) struct CommitCounters {
@@ -103,6 +108,10 @@ pub(crate) struct CommitPipeline {
     poison_reason: Mutex<Option<String>>,
     /// Every WAL record with a seqno at or below this is durable.
     synced_seqno: AtomicU64,
+    /// Bytes appended since the last sync; past [`WAL_BYTES_PER_SYNC`] a background sync is
+    /// requested, so no later sync (a rotation's, under the WAL lock) has much to flush.
+    unsynced_bytes: AtomicU64,
+    background_sync_requested: AtomicBool,
     pub counters: CommitCounters,
     fs: std::sync::Arc<dyn crate::fs::Fs>,
 }
@@ -133,6 +142,8 @@ impl CommitPipeline {
             poison_reason: Mutex::new(None),
             // Everything recovered from disk before this pipeline existed is durable already.
             synced_seqno: AtomicU64::new(next_seqno.saturating_sub(1)),
+            unsynced_bytes: AtomicU64::new(0),
+            background_sync_requested: AtomicBool::new(false),
             counters: CommitCounters::default(),
             fs,
         }
@@ -345,6 +356,11 @@ impl CommitPipeline {
         self.counters
             .wal_bytes
             .fetch_add(written, Ordering::Relaxed);
+        if self.unsynced_bytes.fetch_add(written, Ordering::Relaxed) + written >= WAL_BYTES_PER_SYNC
+        {
+            self.background_sync_requested
+                .store(true, Ordering::Release);
+        }
         if group.iter().any(|m| m.sync) {
             writer.sync().map_err(fail)?;
             self.counters.syncs.fetch_add(1, Ordering::Relaxed);
@@ -422,6 +438,13 @@ impl CommitPipeline {
         }
         self.counters.syncs.fetch_add(1, Ordering::Relaxed);
         self.synced_seqno.fetch_max(last, Ordering::AcqRel);
+        self.unsynced_bytes.store(0, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// True once (then false until the next request) if enough unsynced WAL bytes piled up that
+    /// a background thread should call [`CommitPipeline::sync_through`].
+    pub fn take_background_sync_request(&self) -> bool {
+        self.mode == WalMode::Write && self.background_sync_requested.swap(false, Ordering::AcqRel)
     }
 }

@@ -185,6 +185,8 @@ pub(crate) fn compact_range(
     counters
         .compaction_micros
         .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    db.regulator
+        .record_compaction(inputs.iter().map(|s| s.bytes).sum(), started.elapsed());
     counters.versions_dropped.fetch_add(
         stats.versions_dropped + stats.deletes_dropped,
         Ordering::Relaxed,
@@ -443,6 +445,23 @@ fn min_end(a: &Option<Bytes>, b: &Option<Bytes>) -> Option<Bytes> {
         (None, x) | (x, None) => x.clone(),
         (Some(x), Some(y)) => Some(x.min(y).clone()),
     }
+}
+
+/// The bytes the policy says must be compacted now, across `keyspaces` (vinyl's compaction
+/// queue).
+pub(crate) fn total_debt(keyspaces: &[Arc<KeyspaceInner>]) -> u64 {
+    let mut debt = 0;
+    for ks in keyspaces {
+        let Ok(policy) = ks.options.policy() else {
+            continue;
+        };
+        for range in &ks.current().ranges {
+            debt += policy
+                .analyze(&RangeRuns::new(&policy_input(range)))
+                .debt_bytes();
+        }
+    }
+    debt
 }
 
 /// The most urgent compaction across `keyspaces`: (keyspace, range id, runs to merge, priority).

@@ -75,6 +75,7 @@ pub(crate) struct DbInner {
     pub commit: CommitPipeline,
     pub read_views: ReadViews,
     pub quota: crate::quota::Quota,
+    pub regulator: crate::regulator::Regulator,
     pub reaper: Arc<Reaper>,
     dump_tx: Mutex<Option<crossbeam_channel::Sender<DumpJob>>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
@@ -348,6 +349,7 @@ impl DbInner {
             commit: parts.commit,
             read_views: ReadViews::default(),
             quota,
+            regulator: crate::regulator::Regulator::new(),
             reaper: parts.reaper,
             dump_tx: Mutex::new(None),
             workers: Mutex::new(Vec::new()),
@@ -442,11 +444,22 @@ impl DbInner {
                 self.commit
                     .poison(format!("compaction of keyspace {:?} failed: {e}", ks.name));
             }
+            self.update_regulator();
             if let Err(e) = crate::dump::trim_wal(self) {
                 log::warn!("strata: trimming the WAL: {e}");
             }
             self.signal_progress();
         }
+    }
+
+    /// Recomputes the compaction debt and the regulator's write limit.
+    pub fn update_regulator(&self) {
+        let debt = crate::compact::total_debt(&self.all_keyspaces());
+        self.regulator.update(
+            debt,
+            4 * self.options.memory_limit_bytes,
+            self.options.compaction_threads,
+        );
     }
 
     /// Major compaction of every range of `ks` that holds more than one slice, or one slice
@@ -562,12 +575,18 @@ impl DbInner {
                 }
             }
         }
+        self.regulator.admit(encoded_len as u64);
         self.quota.throttle(self.options.quota_timeout, || {
             self.check_open()?;
             self.commit.check_poisoned()
         })?;
         let apply = |first_seqno: u64, entries: &[BatchEntry]| self.apply(first_seqno, entries);
         self.commit.commit(entries, sync, &apply)?;
+        if self.commit.take_background_sync_request() {
+            if let Some(tx) = lock(&self.dump_tx).as_ref() {
+                let _ = tx.send(DumpJob::SyncWal);
+            }
+        }
         self.maybe_schedule_dump();
         Ok(())
     }

@@ -28,6 +28,8 @@ use crate::version::{run_file_name, Range, RunHandle, Slice};
 pub(crate) enum DumpJob {
     /// Dump the sealed memtables of a keyspace, oldest first.
     Dump(Arc<KeyspaceInner>),
+    /// Sync the current WAL segment (requested every few MiB of WAL in `Write` mode).
+    SyncWal,
     /// Stop the thread.
     Shutdown,
 }
@@ -37,6 +39,10 @@ pub(crate) fn worker(db: &Arc<DbInner>, jobs: &crossbeam_channel::Receiver<DumpJ
     while let Ok(job) = jobs.recv() {
         match job {
             DumpJob::Shutdown => break,
+            DumpJob::SyncWal => {
+                // A failure poisons the pipeline inside sync_through; nothing else to do here.
+                let _ = db.commit.sync_through(u64::MAX);
+            }
             DumpJob::Dump(ks) => {
                 if let Err(e) = dump_keyspace(db, &ks) {
                     db.commit
@@ -93,6 +99,7 @@ pub(crate) fn dump_keyspace(db: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<()>
             .dump_micros
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
     }
+    db.update_regulator();
     db.wake_compaction();
     trim_wal(db)
 }

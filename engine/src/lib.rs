@@ -54,6 +54,7 @@ mod options;
 mod quota;
 mod read;
 mod recovery;
+mod regulator;
 mod snapshot;
 mod stats;
 mod version;

@@ -58,6 +58,12 @@ pub struct MemoryStats {
     pub longest_stall_ms: u64,
     /// Commits slowed (not blocked) as memory filled.
     pub throttled_commits: u64,
+    /// The regulator's write limit in bytes per second while compaction is behind, else `None`.
+    pub compaction_rate_limit_bytes_per_sec: Option<u64>,
+    /// Commits the regulator slowed.
+    pub regulated_commits: u64,
+    /// Total time the regulator held commits, in milliseconds.
+    pub regulated_time_ms: u64,
 }
 
 /// Read view figures.
@@ -329,6 +335,9 @@ pub(crate) fn collect(db: &DbInner) -> DbStats {
             stall_time_ms: quota.stall_micros.load(Ordering::Relaxed) / 1000,
             longest_stall_ms: quota.longest_stall_micros.load(Ordering::Relaxed) / 1000,
             throttled_commits: quota.throttled.load(Ordering::Relaxed),
+            compaction_rate_limit_bytes_per_sec: db.regulator.limit_bytes_per_sec(),
+            regulated_commits: db.regulator.throttled_commits.load(Ordering::Relaxed),
+            regulated_time_ms: db.regulator.throttled_micros.load(Ordering::Relaxed) / 1000,
         },
         read_views: ReadViewStats {
             open,
