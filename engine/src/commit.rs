@@ -111,6 +111,9 @@ pub(crate) struct CommitPipeline {
     /// Bytes appended since the last sync; past [`WAL_BYTES_PER_SYNC`] a background sync is
     /// requested, so no later sync (a rotation's, under the WAL lock) has much to flush.
     unsynced_bytes: AtomicU64,
+    /// A background sync was requested and has not finished yet.
+    background_sync_pending: AtomicBool,
+    /// A request the next committer must hand to a background thread.
     background_sync_requested: AtomicBool,
     pub counters: CommitCounters,
     fs: std::sync::Arc<dyn crate::fs::Fs>,
@@ -143,6 +146,7 @@ impl CommitPipeline {
             // Everything recovered from disk before this pipeline existed is durable already.
             synced_seqno: AtomicU64::new(next_seqno.saturating_sub(1)),
             unsynced_bytes: AtomicU64::new(0),
+            background_sync_pending: AtomicBool::new(false),
             background_sync_requested: AtomicBool::new(false),
             counters: CommitCounters::default(),
             fs,
@@ -356,7 +360,14 @@ impl CommitPipeline {
         self.counters
             .wal_bytes
             .fetch_add(written, Ordering::Relaxed);
-        if self.unsynced_bytes.fetch_add(written, Ordering::Relaxed) + written >= WAL_BYTES_PER_SYNC
+        let unsynced = self.unsynced_bytes.fetch_add(written, Ordering::Relaxed) + written;
+        // One request at a time: it stays pending until the background sync is done, so a slow
+        // sync cannot queue up a request per commit.
+        if unsynced >= WAL_BYTES_PER_SYNC
+            && self
+                .background_sync_pending
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
         {
             self.background_sync_requested
                 .store(true, Ordering::Release);
@@ -446,5 +457,12 @@ impl CommitPipeline {
     /// a background thread should call [`CommitPipeline::sync_through`].
     pub fn take_background_sync_request(&self) -> bool {
         self.mode == WalMode::Write && self.background_sync_requested.swap(false, Ordering::AcqRel)
+    }
+
+    /// The background sync of the current segment, run by a dump thread on request.
+    pub fn background_sync(&self) {
+        // A failure poisons the pipeline inside sync_through.
+        let _ = self.sync_through(u64::MAX);
+        self.background_sync_pending.store(false, Ordering::Release);
     }
 }

@@ -114,20 +114,14 @@ pub(crate) fn compact_range(
             run: output.id,
             info: output.info.clone(),
         });
-        records.push(MetaRecord::InsertSlice {
-            keyspace: ks.id,
-            range: range_id,
-            slice: slice_id,
-            run: output.id,
-            begin: range_now.begin.as_ref().map(|b| b.to_vec()),
-            end: range_now.end.as_ref().map(|e| e.to_vec()),
-        });
-        new_slice = Some(Arc::new(Slice::new(
+        let slice = Slice::new(
             slice_id,
             Arc::clone(&output),
             range_now.begin.clone(),
             range_now.end.clone(),
-        )));
+        );
+        records.push(slice.record(ks.id, range_id));
+        new_slice = Some(Arc::new(slice));
     } else {
         // Everything was garbage: the run stays prepared until its handle drops; the reaper then
         // deletes the file and a later commit forgets it.
@@ -334,14 +328,7 @@ fn split(
             if candidate.is_empty() {
                 continue;
             }
-            records.push(MetaRecord::InsertSlice {
-                keyspace: ks.id,
-                range: id,
-                slice: next_slice,
-                run: old.run.id,
-                begin: candidate.begin.as_ref().map(|b| b.to_vec()),
-                end: candidate.end.as_ref().map(|e| e.to_vec()),
-            });
+            records.push(candidate.record(ks.id, id));
             next_slice += 1;
             slices.push(Arc::new(candidate));
         }
@@ -401,20 +388,14 @@ fn coalesce(
     });
     let mut slices = Vec::new();
     for old in a.slices.iter().chain(&b.slices) {
-        records.push(MetaRecord::InsertSlice {
-            keyspace: ks.id,
-            range: id,
-            slice: next_slice,
-            run: old.run.id,
-            begin: old.begin.as_ref().map(|k| k.to_vec()),
-            end: old.end.as_ref().map(|k| k.to_vec()),
-        });
-        slices.push(Arc::new(Slice::new(
+        let slice = Slice::new(
             next_slice,
             Arc::clone(&old.run),
             old.begin.clone(),
             old.end.clone(),
-        )));
+        );
+        records.push(slice.record(ks.id, id));
+        slices.push(Arc::new(slice));
         next_slice += 1;
     }
     Range::sort_slices(&mut slices);

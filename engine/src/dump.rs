@@ -39,10 +39,7 @@ pub(crate) fn worker(db: &Arc<DbInner>, jobs: &crossbeam_channel::Receiver<DumpJ
     while let Ok(job) = jobs.recv() {
         match job {
             DumpJob::Shutdown => break,
-            DumpJob::SyncWal => {
-                // A failure poisons the pipeline inside sync_through; nothing else to do here.
-                let _ = db.commit.sync_through(u64::MAX);
-            }
+            DumpJob::SyncWal => db.commit.background_sync(),
             DumpJob::Dump(ks) => {
                 if let Err(e) = dump_keyspace(db, &ks) {
                     db.commit
@@ -130,20 +127,13 @@ fn install_dump(
             if !range.overlaps_keys(&handle.info.min_key, &handle.info.max_key) {
                 continue;
             }
-            records.push(MetaRecord::InsertSlice {
-                keyspace: ks.id,
-                range: range.id,
-                slice: slice_id,
-                run: handle.id,
-                begin: range.begin.as_ref().map(|b| b.to_vec()),
-                end: range.end.as_ref().map(|e| e.to_vec()),
-            });
             let slice = Arc::new(Slice::new(
                 slice_id,
                 Arc::clone(handle),
                 range.begin.clone(),
                 range.end.clone(),
             ));
+            records.push(slice.record(ks.id, range.id));
             slice_id += 1;
             let mut updated = Range::clone(range);
             updated.slices.insert(0, slice);

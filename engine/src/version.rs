@@ -155,6 +155,18 @@ impl Slice {
         }
     }
 
+    /// The metadata record that inserts this slice into range `range` of keyspace `keyspace`.
+    pub fn record(&self, keyspace: u32, range: u64) -> crate::meta::MetaRecord {
+        crate::meta::MetaRecord::InsertSlice {
+            keyspace,
+            range,
+            slice: self.id,
+            run: self.run.id,
+            begin: self.begin.as_ref().map(|b| b.to_vec()),
+            end: self.end.as_ref().map(|e| e.to_vec()),
+        }
+    }
+
     /// A cursor over the slice's entries within the caller's bounds too.
     pub fn iter(&self, lower: Bound<&[u8]>, upper: Bound<&[u8]>) -> RunIter {
         let lower = tighter_lower(lower, self.begin.as_deref());
