@@ -36,6 +36,8 @@
 //! # Ok(()) }
 //! ```
 
+#[doc(hidden)]
+pub mod bench_support;
 mod block;
 mod bloom;
 mod cache;
