@@ -176,6 +176,11 @@ pub(crate) fn compact_range(
         if keep { output.info.file_size } else { 0 },
         Ordering::Relaxed,
     );
+    if is_bottom && keep {
+        counters
+            .compaction_bytes_out_bottom
+            .fetch_add(output.info.file_size, Ordering::Relaxed);
+    }
     counters
         .compaction_micros
         .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);

@@ -493,7 +493,16 @@ impl DbInner {
                     .cloned();
                 let result = match now {
                     Some(r) if r.slices.len() >= 2 || garbage(&r) => {
+                        // Split or coalesce afterwards, as a background compaction would.
                         crate::compact::compact_range(self, ks, r.id, r.slices.len())
+                            .and_then(|done| {
+                                if done {
+                                    crate::compact::reshape(self, ks, r.id)
+                                } else {
+                                    Ok(())
+                                }
+                            })
+                            .map(|()| true)
                     }
                     _ => Ok(false),
                 };

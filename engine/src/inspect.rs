@@ -178,6 +178,32 @@ pub struct RunView {
     pub max_key: Vec<u8>,
 }
 
+/// A slice: the part `[begin, end)` of a run that a range reads.
+#[derive(Debug, Clone, Serialize)]
+pub struct SliceView {
+    /// Slice id.
+    pub id: u64,
+    /// The run it reads.
+    pub run: u64,
+    /// Inclusive lower bound (`None`: unbounded).
+    pub begin: Option<Vec<u8>>,
+    /// Exclusive upper bound (`None`: unbounded).
+    pub end: Option<Vec<u8>>,
+}
+
+/// A range of a keyspace with its slices.
+#[derive(Debug, Clone, Serialize)]
+pub struct RangeView {
+    /// Range id.
+    pub id: u64,
+    /// Inclusive lower bound (`None`: minus infinity).
+    pub begin: Option<Vec<u8>>,
+    /// Exclusive upper bound (`None`: infinity).
+    pub end: Option<Vec<u8>>,
+    /// Its slices, by id.
+    pub slices: Vec<SliceView>,
+}
+
 /// A keyspace as the metadata log records it.
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyspaceView {
@@ -191,6 +217,8 @@ pub struct KeyspaceView {
     pub options: Option<KeyspaceOptions>,
     /// Live runs, by id.
     pub runs: Vec<RunView>,
+    /// Ranges in key order, tiling the keyspace.
+    pub ranges: Vec<RangeView>,
 }
 
 /// The state the metadata log replays to.
@@ -231,6 +259,34 @@ fn state_view(state: &MetaState) -> StateView {
                         max_key: info.max_key.clone(),
                     })
                     .collect(),
+                ranges: {
+                    let mut ranges: Vec<RangeView> = k
+                        .ranges
+                        .values()
+                        .map(|r| RangeView {
+                            id: r.id,
+                            begin: r.begin.clone(),
+                            end: r.end.clone(),
+                            slices: r
+                                .slices
+                                .values()
+                                .map(|sl| SliceView {
+                                    id: sl.id,
+                                    run: sl.run,
+                                    begin: sl.begin.clone(),
+                                    end: sl.end.clone(),
+                                })
+                                .collect(),
+                        })
+                        .collect();
+                    ranges.sort_by(|a, b| match (&a.begin, &b.begin) {
+                        (None, None) => std::cmp::Ordering::Equal,
+                        (None, Some(_)) => std::cmp::Ordering::Less,
+                        (Some(_), None) => std::cmp::Ordering::Greater,
+                        (Some(x), Some(y)) => x.cmp(y),
+                    });
+                    ranges
+                },
             })
             .collect(),
         prepared_runs: state.prepared_runs.keys().copied().collect(),
@@ -395,6 +451,10 @@ pub fn verify(
         done += run_view.file_size;
         progress(done, total);
     }
+    let meta_path = dir.join(meta::LOG_FILE);
+    for keyspace in &meta_view.state.keyspaces {
+        report.problems.extend(check_ranges(&meta_path, keyspace));
+    }
     let known: std::collections::BTreeSet<u64> = live.iter().map(|(_, r)| r.id).collect();
     for name in names {
         let path = dir.join(&name);
@@ -407,6 +467,62 @@ pub fn verify(
         }
     }
     Ok(report)
+}
+
+/// Ranges must tile the keyspace, and every slice must read a live run of the keyspace, lie within
+/// its range, and overlap the keys its run holds.
+fn check_ranges(meta_path: &Path, keyspace: &KeyspaceView) -> Vec<VerifyProblem> {
+    let mut problems = Vec::new();
+    let mut problem = |what: String| {
+        problems.push(VerifyProblem {
+            path: meta_path.to_path_buf(),
+            offset: None,
+            what: format!("keyspace {:?}: {what}", keyspace.name),
+        })
+    };
+    let ranges = &keyspace.ranges;
+    let tiled = ranges.first().is_some_and(|r| r.begin.is_none())
+        && ranges.last().is_some_and(|r| r.end.is_none())
+        && ranges.windows(2).all(|w| w[0].end == w[1].begin);
+    if !tiled {
+        problem("ranges do not tile the key space".into());
+    }
+    for range in ranges {
+        for slice in &range.slices {
+            let Some(run) = keyspace.runs.iter().find(|r| r.id == slice.run) else {
+                problem(format!(
+                    "slice {} of range {} reads run {}, which is not live",
+                    slice.id, range.id, slice.run
+                ));
+                continue;
+            };
+            let within_begin = match (&range.begin, &slice.begin) {
+                (None, _) => true,
+                (Some(r), Some(b)) => b >= r,
+                (Some(_), None) => false,
+            };
+            let within_end = match (&range.end, &slice.end) {
+                (None, _) => true,
+                (Some(r), Some(e)) => e <= r,
+                (Some(_), None) => false,
+            };
+            if !(within_begin && within_end) {
+                problem(format!(
+                    "slice {} lies outside its range {}",
+                    slice.id, range.id
+                ));
+            }
+            let overlaps = slice.end.as_ref().is_none_or(|e| run.min_key < *e)
+                && slice.begin.as_ref().is_none_or(|b| run.max_key >= *b);
+            if run.entries > 0 && !overlaps {
+                problem(format!(
+                    "slice {} of range {} does not overlap the keys of run {}",
+                    slice.id, range.id, run.id
+                ));
+            }
+        }
+    }
+    problems
 }
 
 fn check_run(fs: &dyn Fs, path: &Path, view: &RunView) -> Result<(u64, u64, Vec<VerifyProblem>)> {

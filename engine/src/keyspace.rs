@@ -35,6 +35,8 @@ pub(crate) struct KeyspaceCounters {
     pub compactions: AtomicU64,
     pub compaction_bytes_in: AtomicU64,
     pub compaction_bytes_out: AtomicU64,
+    /// Of `compaction_bytes_out`, what major compactions (output at a range's bottom) wrote.
+    pub compaction_bytes_out_bottom: AtomicU64,
     pub compaction_micros: AtomicU64,
     pub versions_dropped: AtomicU64,
     pub splits: AtomicU64,

@@ -70,6 +70,7 @@ pub use options::{KeyspaceOptions, Options, WalMode, WalRecovery};
 pub use snapshot::Snapshot;
 pub use stats::{
     DbStats, KeyspaceStats, LevelStats, MemoryStats, RangeStats, ReadViewStats, WalStats,
+    WriteAmplificationByLevel,
 };
 pub use strata_sstable as sstable;
 pub use strata_sstable::Compression;

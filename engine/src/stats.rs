@@ -133,6 +133,9 @@ pub struct KeyspaceStats {
     pub compaction_time_ms: u64,
     /// (dump output + compaction output) / user bytes written.
     pub write_amplification: f64,
+    /// The same split by where the bytes were written: dumps (level 0), compactions whose output
+    /// stays above a range's bottom, and compactions into the bottom level.
+    pub write_amplification_by_level: WriteAmplificationByLevel,
     /// Point lookups.
     pub gets: u64,
     /// Point lookups answered by a memtable.
@@ -149,6 +152,17 @@ pub struct KeyspaceStats {
     pub pages_read: u64,
     /// Bytes read from disk for pages.
     pub bytes_read: u64,
+}
+
+/// Write amplification by destination; the three parts add up to the total.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WriteAmplificationByLevel {
+    /// Dump output / user bytes.
+    pub dumps: f64,
+    /// Output of compactions into levels above the bottom / user bytes.
+    pub upper_levels: f64,
+    /// Output of major compactions (into the bottom level) / user bytes.
+    pub bottom_level: f64,
 }
 
 /// Runs and bytes on one level, summed over a keyspace's ranges.
@@ -307,6 +321,14 @@ pub(crate) fn collect(db: &DbInner) -> DbStats {
                 compaction_bytes_out: compaction_out,
                 compaction_time_ms: load(&c.compaction_micros) / 1000,
                 write_amplification: ratio(dump_out + compaction_out, user),
+                write_amplification_by_level: {
+                    let bottom = load(&c.compaction_bytes_out_bottom);
+                    WriteAmplificationByLevel {
+                        dumps: ratio(dump_out, user),
+                        upper_levels: ratio(compaction_out.saturating_sub(bottom), user),
+                        bottom_level: ratio(bottom, user),
+                    }
+                },
                 gets,
                 gets_from_memtable: load(&c.gets_from_memtable),
                 runs_probed: probed,

@@ -1,7 +1,7 @@
 //! Crash consistency: a crash after every N-th I/O of a workload.
 //!
-//! The workload commits batches across two keyspaces with flushes in between, on the in-memory
-//! file system. For every k, a run fails the k-th file-system operation (and everything after it:
+//! The workload commits batches across two keyspaces with flushes and full compactions (which
+//! split and coalesce its tiny ranges) in between, on the in-memory file system. For every k, a run fails the k-th file-system operation (and everything after it:
 //! the disk is gone), then simulates power loss, optionally tearing the last unsynced write, and
 //! reopens. The database must open without error and hold the state after some prefix of the
 //! commit order that includes every commit acknowledged in `Fsync` mode; a commit that returned
@@ -57,7 +57,7 @@ fn workload(fs: &MemFs, mode: WalMode) -> (Vec<State>, usize, usize) {
                 &format!("ks{i}"),
                 KeyspaceOptions {
                     page_size_bytes: 512,
-                    range_size_bytes: Some(16 * 1024),
+                    range_size_bytes: Some(256),
                     ..Default::default()
                 },
             )
@@ -90,6 +90,13 @@ fn workload(fs: &MemFs, mode: WalMode) -> (Vec<State>, usize, usize) {
             return (states, acked, flushed);
         }
         acked += 1;
+        if i % 30 == 14 {
+            // compact() flushes first, so it is a durability point too.
+            if keyspaces[i % 2].compact().is_err() {
+                return (states, acked, flushed);
+            }
+            flushed = acked;
+        }
         if i % 25 == 24 {
             if db.flush().is_err() {
                 return (states, acked, flushed);
@@ -119,6 +126,12 @@ fn crash_at_every_op(mode: WalMode, tear: bool) -> usize {
     let start = probe.op_count();
     let (_, acked, _) = workload(&probe, mode);
     assert_eq!(acked, BATCHES, "the workload must succeed without faults");
+    let meta = strata::inspect::read_meta(&probe, Path::new("/db")).expect("metadata");
+    let ranges: usize = meta.state.keyspaces.iter().map(|k| k.ranges.len()).sum();
+    assert!(
+        ranges > 2,
+        "the workload must split ranges (it has {ranges}), so crashes hit splits too"
+    );
     let total_ops = probe.op_count() - start;
     assert!(total_ops > 100, "workload too small: {total_ops} ops");
     let mut cases = 0;
