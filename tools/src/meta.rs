@@ -142,12 +142,31 @@ fn dump(ctx: &Ctx, dir: &Path) -> CliResult {
                     })
                 })
                 .collect();
+            let bound = |b: &Option<Vec<u8>>| b.as_ref().map(|k| ctx.bytes(k));
+            let ranges: Vec<Value> = k
+                .ranges
+                .iter()
+                .map(|r| {
+                    json!({
+                        "id": r.id,
+                        "begin": bound(&r.begin),
+                        "end": bound(&r.end),
+                        "slices": r.slices.iter().map(|sl| json!({
+                            "id": sl.id,
+                            "run": sl.run,
+                            "begin": bound(&sl.begin),
+                            "end": bound(&sl.end),
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
             json!({
                 "id": k.id,
                 "name": k.name,
                 "dumped_seqno": k.dumped_seqno,
                 "options": k.options,
                 "runs": runs,
+                "ranges": ranges,
             })
         })
         .collect();
@@ -253,10 +272,27 @@ fn dump(ctx: &Ctx, dir: &Path) -> CliResult {
                 "next run id {}, next keyspace id {}",
                 meta.state.next_run_id, meta.state.next_keyspace_id
             ))?;
-            out(
-                "ranges and slices: see the InsertRange/InsertSlice records above \
-                 (strata::inspect::StateView does not list them yet)",
-            )
+            let mut t = table(["keyspace", "range", "begin", "end", "slices (slice:run)"]);
+            for k in &keyspaces {
+                for r in k["ranges"].as_array().into_iter().flatten() {
+                    let text =
+                        |v: &Value| v.as_str().map_or("-inf/+inf".to_string(), str::to_string);
+                    let slices: Vec<String> = r["slices"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|sl| format!("{}:{}", sl["id"], sl["run"]))
+                        .collect();
+                    t.add_row(vec![
+                        Cell::new(k["name"].as_str().unwrap_or_default()),
+                        num(&r["id"]),
+                        Cell::new(text(&r["begin"])),
+                        Cell::new(text(&r["end"])),
+                        Cell::new(slices.join(" ")),
+                    ]);
+                }
+            }
+            out(t)
         }
     }
 }
