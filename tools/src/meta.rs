@@ -276,7 +276,7 @@ fn dump(ctx: &Ctx, dir: &Path) -> CliResult {
             for k in &keyspaces {
                 for r in k["ranges"].as_array().into_iter().flatten() {
                     let text =
-                        |v: &Value| v.as_str().map_or("-inf/+inf".to_string(), str::to_string);
+                        |v: &Value, unbounded: &str| v.as_str().unwrap_or(unbounded).to_string();
                     let slices: Vec<String> = r["slices"]
                         .as_array()
                         .into_iter()
@@ -286,8 +286,8 @@ fn dump(ctx: &Ctx, dir: &Path) -> CliResult {
                     t.add_row(vec![
                         Cell::new(k["name"].as_str().unwrap_or_default()),
                         num(&r["id"]),
-                        Cell::new(text(&r["begin"])),
-                        Cell::new(text(&r["end"])),
+                        Cell::new(text(&r["begin"], "-inf")),
+                        Cell::new(text(&r["end"], "+inf")),
                         Cell::new(slices.join(" ")),
                     ]);
                 }
