@@ -418,6 +418,7 @@ impl DbInner {
             if self.commit.check_poisoned().is_err() {
                 break;
             }
+            self.reaper.process();
             let picked = {
                 let _pick = lock(&self.compaction_pick);
                 crate::compact::pick(&self.all_keyspaces())
@@ -733,6 +734,7 @@ impl DbInner {
             }
         }
         self.quota.wake_all();
+        self.reaper.process();
         if result.is_ok() {
             result = self.commit.sync();
         }

@@ -226,6 +226,44 @@ impl Memtable {
     }
 }
 
+/// Memtables with more entries than this are freed on a background thread.
+const BACKGROUND_FREE_ENTRIES: u64 = 4096;
+
+type Garbage = Box<dyn Send>;
+
+/// The sender of the process-wide thread that frees large memtables, started on first use;
+/// `None` if it could not be started (then memtables are freed inline).
+fn freeing_thread() -> Option<&'static crossbeam_channel::Sender<Garbage>> {
+    static SENDER: std::sync::OnceLock<Option<crossbeam_channel::Sender<Garbage>>> =
+        std::sync::OnceLock::new();
+    SENDER
+        .get_or_init(|| {
+            let (tx, rx) = crossbeam_channel::unbounded::<Garbage>();
+            std::thread::Builder::new()
+                .name("strata-free".into())
+                .spawn(move || rx.iter().for_each(drop))
+                .ok()
+                .map(|_| tx)
+        })
+        .as_ref()
+}
+
+impl Drop for Memtable {
+    /// The last reference to a dumped memtable is often a reader's tree version; freeing a
+    /// skiplist of hundreds of thousands of nodes there would stall that read for hundreds of
+    /// milliseconds, so large ones are handed to a background thread.
+    fn drop(&mut self) {
+        if self.entries() <= BACKGROUND_FREE_ENTRIES {
+            return;
+        }
+        let map = std::mem::replace(&mut self.map, SkipMap::new());
+        if let Some(sender) = freeing_thread() {
+            // On a send error the map comes back inside the error and is freed here.
+            let _ = sender.send(Box::new(map));
+        }
+    }
+}
+
 /// A cursor over a memtable in internal order, implementing the merge iterator's source
 /// interface. Holds the memtable alive. Each move re-seeks from the current key (O(log n)),
 /// because a skiplist entry borrows the map and cannot live beside the `Arc` that owns it.

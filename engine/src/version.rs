@@ -18,11 +18,17 @@ use crate::fs::{self, Fs};
 use crate::memtable::Memtable;
 use crate::meta::RunInfo;
 
-/// Deletes obsolete run files and remembers them so the next metadata commit can log
-/// `ForgetRun`.
+/// Deletes obsolete run files on a background thread and remembers them so the next metadata
+/// commit can log `ForgetRun`.
+///
+/// A run becomes deletable when its last [`RunHandle`] drops, which may happen on any thread,
+/// often a reader finishing an iterator. Deleting there would put a file removal and a directory
+/// fsync (hundreds of milliseconds under write load) on the reader's latency, so the drop only
+/// queues the file; a background thread calls [`Reaper::process`].
 #[derive(Debug)]
 pub(crate) struct Reaper {
     fs: Arc<dyn Fs>,
+    pending: Mutex<Vec<(u64, PathBuf)>>,
     forgotten: Mutex<Vec<u64>>,
 }
 
@@ -30,34 +36,57 @@ impl Reaper {
     pub fn new(fs: Arc<dyn Fs>) -> Self {
         Reaper {
             fs,
+            pending: Mutex::new(Vec::new()),
             forgotten: Mutex::new(Vec::new()),
         }
     }
 
-    fn delete(&self, run: u64, path: &Path) {
-        match self
-            .fs
-            .remove_file(path)
-            .and_then(|()| self.fs.sync_dir(fs::parent(path)))
-        {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                // The file stays; recovery deletes it (the metadata log says it was dropped).
-                log::warn!(
-                    "strata: could not delete obsolete run {}: {e}",
-                    path.display()
-                );
+    fn enqueue(&self, run: u64, path: &Path) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((run, path.to_path_buf()));
+    }
+
+    /// Deletes the queued files, syncs their directories once, and moves their ids to the
+    /// forgotten list. A file that cannot be deleted stays on disk; recovery deletes it (the
+    /// metadata log says it was dropped).
+    pub fn process(&self) {
+        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        if pending.is_empty() {
+            return;
+        }
+        let mut deleted = Vec::new();
+        let mut dirs = std::collections::BTreeSet::new();
+        for (run, path) in pending {
+            match self.fs.remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    log::warn!(
+                        "strata: could not delete obsolete run {}: {e}",
+                        path.display()
+                    );
+                    continue;
+                }
+            }
+            dirs.insert(fs::parent(&path).to_path_buf());
+            deleted.push(run);
+        }
+        for dir in dirs {
+            if let Err(e) = self.fs.sync_dir(&dir) {
+                // Without the sync the deletions may not be durable; recovery redoes them.
+                log::warn!("strata: syncing {} after deleting runs: {e}", dir.display());
                 return;
             }
         }
         self.forgotten
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(run);
+            .extend(deleted);
     }
 
-    /// Run ids deleted since the last call.
+    /// Run ids deleted (durably) since the last call.
     pub fn take_forgotten(&self) -> Vec<u64> {
         std::mem::take(&mut *self.forgotten.lock().unwrap_or_else(|p| p.into_inner()))
     }
@@ -104,7 +133,7 @@ impl RunHandle {
 impl Drop for RunHandle {
     fn drop(&mut self) {
         if self.obsolete.load(Ordering::Acquire) {
-            self.reaper.delete(self.id, &self.path);
+            self.reaper.enqueue(self.id, &self.path);
         }
     }
 }
