@@ -70,6 +70,8 @@ struct CommitState {
     next_seqno: u64,
     queue: Vec<Pending>,
     leader_active: bool,
+    /// Followers waiting for their result: the leader wakes them only if there are any.
+    waiting: usize,
 }
 
 /// The WAL's writer and the closed segments still holding undumped data.
@@ -102,7 +104,9 @@ pub(crate) struct CommitPipeline {
     mode: WalMode,
     segment_size_bytes: u64,
     visible: AtomicU64,
-    visible_lock: Mutex<()>,
+    /// Guards the visibility condvar; holds the number of threads waiting on it, so a commit
+    /// only makes the wake-up syscall when someone waits.
+    visible_lock: Mutex<usize>,
     visible_changed: Condvar,
     poisoned: AtomicBool,
     poison_reason: Mutex<Option<String>>,
@@ -133,13 +137,14 @@ impl CommitPipeline {
                 next_seqno,
                 queue: Vec::new(),
                 leader_active: false,
+                waiting: 0,
             }),
             member_done: Condvar::new(),
             wal: Mutex::new(wal),
             mode,
             segment_size_bytes,
             visible: AtomicU64::new(next_seqno.saturating_sub(1)),
-            visible_lock: Mutex::new(()),
+            visible_lock: Mutex::new(0),
             visible_changed: Condvar::new(),
             poisoned: AtomicBool::new(false),
             poison_reason: Mutex::new(None),
@@ -169,10 +174,15 @@ impl CommitPipeline {
     pub fn wait_visible(&self, seqno: u64, timeout: Duration) -> Result<()> {
         let deadline = std::time::Instant::now() + timeout;
         let mut guard = lock(&self.visible_lock);
+        *guard += 1;
         while self.visible_seqno() < seqno {
-            self.check_poisoned()?;
+            if let Err(e) = self.check_poisoned() {
+                *guard -= 1;
+                return Err(e);
+            }
             let now = std::time::Instant::now();
             if now >= deadline {
+                *guard -= 1;
                 return Err(Error::InvalidArgument(format!(
                     "timed out waiting for seqno {seqno} to become visible"
                 )));
@@ -185,6 +195,7 @@ impl CommitPipeline {
                 Err(p) => p.into_inner().0,
             };
         }
+        *guard -= 1;
         Ok(())
     }
 
@@ -250,8 +261,10 @@ impl CommitPipeline {
         });
 
         if state.leader_active {
+            state.waiting += 1;
             loop {
                 if let Some(result) = lock(&slot.result).clone() {
+                    state.waiting -= 1;
                     return result
                         .map(|()| first_seqno + count - 1)
                         .map_err(|f| f.to_error());
@@ -272,7 +285,9 @@ impl CommitPipeline {
             for member in &group {
                 *lock(&member.slot.result) = Some(outcome.clone());
             }
-            self.member_done.notify_all();
+            if state.waiting > 0 {
+                self.member_done.notify_all();
+            }
             if state.queue.is_empty() {
                 state.leader_active = false;
                 break;
@@ -322,8 +337,11 @@ impl CommitPipeline {
             .fetch_add(group.len() as u64, Ordering::Relaxed);
         self.counters.groups.fetch_add(1, Ordering::Relaxed);
         self.visible.store(last_seqno, Ordering::Release);
-        let _guard = lock(&self.visible_lock);
-        self.visible_changed.notify_all();
+        // A waiter registers under this lock before it checks the visible seqno, so either it
+        // sees the new value or it is counted here.
+        if *lock(&self.visible_lock) > 0 {
+            self.visible_changed.notify_all();
+        }
         Ok(())
     }
 
