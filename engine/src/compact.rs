@@ -68,6 +68,16 @@ pub(crate) fn compact_range(
     }
     let inputs: Vec<Arc<Slice>> = range.slices[..run_count].to_vec();
     let is_bottom = run_count == range.slices.len();
+    // The level the output lands on: that of the oldest input (the policy merges a level with
+    // every newer one).
+    let output_level = ks.options.policy().ok().and_then(|policy| {
+        let shape = policy.analyze(&RangeRuns::new(&policy_input(&range)));
+        shape
+            .levels
+            .iter()
+            .find(|l| l.runs.contains(&(run_count - 1)))
+            .map(|l| l.index as usize)
+    });
     let started = Instant::now();
     let views = read_views(db);
     let sources: Vec<BoxedSource> = inputs
@@ -184,6 +194,29 @@ pub(crate) fn compact_range(
     counters
         .compaction_micros
         .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    let bytes_out = if keep { output.info.file_size } else { 0 };
+    let bytes_in: u64 = inputs.iter().map(|s| s.bytes).sum();
+    if let Some(level) = output_level {
+        let mut by_level = counters
+            .compaction_bytes_by_level
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if by_level.len() <= level {
+            by_level.resize(level + 1, 0);
+        }
+        by_level[level] += bytes_out;
+    }
+    {
+        let mut by_range = counters
+            .compactions_by_range
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let slot = by_range.entry(range_id).or_insert([0; 4]);
+        slot[0] += 1;
+        slot[1] += bytes_in;
+        slot[2] += bytes_out;
+        slot[3] += started.elapsed().as_micros() as u64;
+    }
     db.regulator
         .record_compaction(inputs.iter().map(|s| s.bytes).sum(), started.elapsed());
     counters.versions_dropped.fetch_add(

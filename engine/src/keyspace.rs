@@ -40,6 +40,10 @@ pub(crate) struct KeyspaceCounters {
     pub compaction_micros: AtomicU64,
     pub versions_dropped: AtomicU64,
     pub splits: AtomicU64,
+    /// Bytes written by compactions, by the level their output lands on.
+    pub compaction_bytes_by_level: Mutex<Vec<u64>>,
+    /// Compactions per range id: (count, bytes in, bytes out, microseconds).
+    pub compactions_by_range: Mutex<std::collections::BTreeMap<u64, [u64; 4]>>,
     pub coalesces: AtomicU64,
     pub gets: AtomicU64,
     pub gets_from_memtable: AtomicU64,

@@ -174,6 +174,12 @@ pub struct LevelStats {
     pub runs: usize,
     /// Their bytes.
     pub bytes: u64,
+    /// Bytes compactions wrote into this level (dumps write level 0; see
+    /// `write_amplification_by_level.dumps`).
+    pub compaction_bytes_written: u64,
+    /// `compaction_bytes_written` / user bytes written: this level's share of write
+    /// amplification.
+    pub write_amplification: f64,
 }
 
 /// One range's shape.
@@ -195,6 +201,14 @@ pub struct RangeStats {
     pub debt_bytes: u64,
     /// A compaction of the range is running.
     pub compacting: bool,
+    /// Compactions of this range so far (since the database was opened).
+    pub compactions: u64,
+    /// Bytes those compactions read.
+    pub compaction_bytes_in: u64,
+    /// Bytes they wrote.
+    pub compaction_bytes_out: u64,
+    /// Time they took, in milliseconds.
+    pub compaction_time_ms: u64,
 }
 
 struct TreeShape {
@@ -210,6 +224,12 @@ fn tree_shape(
 ) -> TreeShape {
     use strata_compaction::{CompactionPolicy, RangeRuns};
     let busy = ks.busy_ranges();
+    let by_range = ks
+        .counters
+        .compactions_by_range
+        .lock()
+        .map(|m| m.clone())
+        .unwrap_or_default();
     let mut shape = TreeShape {
         ranges: Vec::new(),
         levels: Vec::new(),
@@ -245,12 +265,35 @@ fn tree_shape(
             runs_per_level: analysis.levels.iter().map(|l| l.runs.len()).collect(),
             debt_bytes: analysis.debt_bytes(),
             compacting: busy.contains(&range.id),
+            compactions: by_range.get(&range.id).map_or(0, |c| c[0]),
+            compaction_bytes_in: by_range.get(&range.id).map_or(0, |c| c[1]),
+            compaction_bytes_out: by_range.get(&range.id).map_or(0, |c| c[2]),
+            compaction_time_ms: by_range.get(&range.id).map_or(0, |c| c[3] / 1000),
         });
     }
     for (i, level) in shape.levels.iter_mut().enumerate() {
         level.level = i as u32;
     }
     shape
+}
+
+/// Adds what compactions wrote into each level (and its share of write amplification) to the
+/// level list, extending it for levels that received output but hold no runs right now.
+fn with_writes(
+    mut levels: Vec<LevelStats>,
+    written: &std::sync::Mutex<Vec<u64>>,
+    user: u64,
+) -> Vec<LevelStats> {
+    let written = written.lock().map(|w| w.clone()).unwrap_or_default();
+    for (index, bytes) in written.iter().enumerate() {
+        if levels.len() <= index {
+            levels.resize_with(index + 1, LevelStats::default);
+        }
+        levels[index].level = index as u32;
+        levels[index].compaction_bytes_written = *bytes;
+        levels[index].write_amplification = ratio(*bytes, user);
+    }
+    levels
 }
 
 fn ratio(numerator: u64, denominator: u64) -> f64 {
@@ -304,7 +347,7 @@ pub(crate) fn collect(db: &DbInner) -> DbStats {
                     .sum(),
                 space_amplification: ratio(disk, bottom_disk),
                 ranges: shape.ranges.len(),
-                levels: shape.levels,
+                levels: with_writes(shape.levels, &c.compaction_bytes_by_level, user),
                 compaction_debt_bytes: shape.debt,
                 splits: load(&c.splits),
                 coalesces: load(&c.coalesces),

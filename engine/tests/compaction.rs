@@ -155,5 +155,21 @@ fn background_compaction_bounds_runs_per_range() {
         "space amplification {}",
         k.space_amplification
     );
+    assert!(
+        k.levels.iter().any(|l| l.compaction_bytes_written > 0),
+        "per-level writes: {:?}",
+        k.levels
+    );
+    assert!(k
+        .range_details
+        .iter()
+        .any(|r| r.compactions > 0 && r.compaction_bytes_out > 0));
+    let by_level: f64 = k.levels.iter().map(|l| l.write_amplification).sum();
+    let split =
+        k.write_amplification_by_level.upper_levels + k.write_amplification_by_level.bottom_level;
+    assert!(
+        (by_level - split).abs() < 1e-9,
+        "levels {by_level} vs upper+bottom {split}"
+    );
     assert_eq!(ks.iter().count(), 40_000);
 }
