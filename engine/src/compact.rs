@@ -165,12 +165,7 @@ pub(crate) fn compact_range(
         keyspace: ks.id,
         run: r.id,
     }));
-    records.extend(
-        db.reaper
-            .take_forgotten()
-            .into_iter()
-            .map(|run| MetaRecord::ForgetRun { run }),
-    );
+    records.extend(db.reaper.forget_records());
     meta.commit(records)?;
     drop(meta);
     ks.install_ranges(next.ranges, None);

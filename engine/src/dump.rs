@@ -145,12 +145,7 @@ fn install_dump(
         keyspace: ks.id,
         seqno: dumped_seqno,
     });
-    records.extend(
-        db.reaper
-            .take_forgotten()
-            .into_iter()
-            .map(|run| MetaRecord::ForgetRun { run }),
-    );
+    records.extend(db.reaper.forget_records());
     meta.commit(records)?;
     drop(meta);
     ks.install_ranges(next.ranges, Some(memtable));

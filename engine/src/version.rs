@@ -86,9 +86,15 @@ impl Reaper {
             .extend(deleted);
     }
 
-    /// Run ids deleted (durably) since the last call.
-    pub fn take_forgotten(&self) -> Vec<u64> {
-        std::mem::take(&mut *self.forgotten.lock().unwrap_or_else(|p| p.into_inner()))
+    /// `ForgetRun` records for the runs deleted (durably) since the last call, to append to the
+    /// next metadata group.
+    pub fn forget_records(&self) -> Vec<crate::meta::MetaRecord> {
+        let forgotten =
+            std::mem::take(&mut *self.forgotten.lock().unwrap_or_else(|p| p.into_inner()));
+        forgotten
+            .into_iter()
+            .map(|run| crate::meta::MetaRecord::ForgetRun { run })
+            .collect()
     }
 }
 
