@@ -6,7 +6,8 @@
 //! 2. One committer at a time is the *leader*. It takes everything queued, writes it to the WAL
 //!    in one write (and, if any member asked, one sync: group commit), inserts every member's
 //!    entries into the memtables, publishes the group's last seqno as *visible*, and fills each
-//!    member's result slot. Groups are processed in seqno order, so visibility only moves
+//!    member's result slot. If more commits queued up meanwhile, it hands leadership to the
+//!    oldest of them and returns, so it can join the next group instead of writing it. Groups are processed in seqno order, so visibility only moves
 //!    forward and never exposes a hole: a reader at the visible seqno sees every earlier batch.
 //! 3. A failed WAL write or sync poisons the pipeline. The failing group and every later commit
 //!    get an error; the sync is never retried (a retried fsync can succeed after the kernel
@@ -72,6 +73,8 @@ struct CommitState {
     leader_active: bool,
     /// Followers waiting for their result: the leader wakes them only if there are any.
     waiting: usize,
+    /// The last leader handed leadership to the oldest queued commit (`queue[0]`).
+    handoff: bool,
 }
 
 /// The WAL's writer and the closed segments still holding undumped data.
@@ -138,6 +141,7 @@ impl CommitPipeline {
                 queue: Vec::new(),
                 leader_active: false,
                 waiting: 0,
+                handoff: false,
             }),
             member_done: Condvar::new(),
             wal: Mutex::new(wal),
@@ -269,29 +273,44 @@ impl CommitPipeline {
                         .map(|()| first_seqno + count - 1)
                         .map_err(|f| f.to_error());
                 }
+                // Promoted: the previous leader handed over to the oldest queued commit.
+                if state.handoff
+                    && state
+                        .queue
+                        .first()
+                        .is_some_and(|p| Arc::ptr_eq(&p.slot, &slot))
+                {
+                    state.handoff = false;
+                    state.waiting -= 1;
+                    break;
+                }
                 state = match self.member_done.wait(state) {
                     Ok(g) => g,
                     Err(p) => p.into_inner(),
                 };
             }
+        } else {
+            state.leader_active = true;
         }
 
-        state.leader_active = true;
-        loop {
-            let group = std::mem::take(&mut state.queue);
-            drop(state);
-            let outcome = self.write_group(&group, apply);
-            state = lock(&self.state);
-            for member in &group {
-                *lock(&member.slot.result) = Some(outcome.clone());
-            }
-            if state.waiting > 0 {
-                self.member_done.notify_all();
-            }
-            if state.queue.is_empty() {
-                state.leader_active = false;
-                break;
-            }
+        // Leader: write everything queued, which includes this commit.
+        let group = std::mem::take(&mut state.queue);
+        drop(state);
+        let outcome = self.write_group(&group, apply);
+        state = lock(&self.state);
+        for member in &group {
+            *lock(&member.slot.result) = Some(outcome.clone());
+        }
+        if state.queue.is_empty() {
+            state.leader_active = false;
+        } else {
+            // Hand leadership to the oldest queued commit and return at once: this caller gets
+            // back to work (and into the next group) while that group is written and synced,
+            // instead of writing it too and missing the group after.
+            state.handoff = true;
+        }
+        if state.waiting > 0 {
+            self.member_done.notify_all();
         }
         drop(state);
         let result = lock(&slot.result).clone();
