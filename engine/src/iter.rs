@@ -17,6 +17,7 @@ use strata_sstable::EntryKind;
 use crate::error::Result;
 use crate::keyspace::{Key, KeyspaceInner, Value};
 use crate::memtable::MemCursor;
+use crate::ranges_source::RangesSource;
 use crate::version::TreeVersion;
 
 /// A double-ended iterator over committed pairs; see the module documentation.
@@ -41,14 +42,6 @@ impl std::fmt::Debug for Iter {
             .field("lower", &self.lower)
             .field("upper", &self.upper)
             .finish()
-    }
-}
-
-fn as_slice(bound: &Bound<Bytes>) -> Bound<&[u8]> {
-    match bound {
-        Bound::Included(k) => Bound::Included(k.as_ref()),
-        Bound::Excluded(k) => Bound::Excluded(k.as_ref()),
-        Bound::Unbounded => Bound::Unbounded,
     }
 }
 
@@ -88,17 +81,21 @@ impl Iter {
                 sources.push(Box::new(MemCursor::new(Arc::clone(memtable))));
             }
         }
-        for range in &self.version.ranges {
-            if !range.intersects(&self.lower, &self.upper) {
-                continue;
-            }
-            for slice in &range.slices {
-                if slice.run.info.min_seqno <= self.read_seqno {
-                    sources.push(Box::new(
-                        slice.iter(as_slice(&self.lower), as_slice(&self.upper)),
-                    ));
-                }
-            }
+        // The ranges' slices as one source, opened range by range (see `ranges_source`).
+        let ranges: Vec<_> = self
+            .version
+            .ranges
+            .iter()
+            .filter(|r| r.intersects(&self.lower, &self.upper))
+            .cloned()
+            .collect();
+        if !ranges.is_empty() {
+            sources.push(Box::new(RangesSource::new(
+                ranges,
+                self.lower.clone(),
+                self.upper.clone(),
+                self.read_seqno,
+            )));
         }
         MergeIter::new(sources)
     }

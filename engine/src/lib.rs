@@ -52,6 +52,7 @@ mod memtable;
 mod meta;
 mod options;
 mod quota;
+mod ranges_source;
 mod read;
 mod recovery;
 mod regulator;
