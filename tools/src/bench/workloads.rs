@@ -478,21 +478,14 @@ fn thread_body(
     let vsz = cx.value_size;
     let started = Instant::now();
     match w {
-        Workload::FillSeq => {
-            for k in 0..ops {
-                cx.keys.write(&mut buf[..ksz], k);
-                let value = values.next_value(vsz);
-                let t = Instant::now();
-                cx.ks.put(&buf[..ksz], value).map_err(engine)?;
-                cx.live.set(k);
-                if !rec.done(t, ksz + vsz) {
-                    break;
-                }
-            }
-        }
-        Workload::FillRandom | Workload::Overwrite | Workload::FillSync => {
-            for _ in 0..ops {
-                let k = rng.below(cx.num);
+        Workload::FillSeq | Workload::FillRandom | Workload::Overwrite | Workload::FillSync => {
+            for i in 0..ops {
+                // fillseq writes keys in order; the others pick them at random.
+                let k = if w == Workload::FillSeq {
+                    i
+                } else {
+                    rng.below(cx.num)
+                };
                 cx.keys.write(&mut buf[..ksz], k);
                 let value = values.next_value(vsz);
                 let t = Instant::now();
