@@ -57,6 +57,7 @@ mod read;
 mod recovery;
 mod regulator;
 mod snapshot;
+mod space;
 mod stats;
 mod version;
 mod wal;
