@@ -149,9 +149,15 @@ use crate::source::EntrySource;
 /// It must be deterministic and behave like a full merge applied in steps: folding a chain in two
 /// parts, `merge(k, Some(&merge(k, base, older)), newer)`, must equal
 /// `merge(k, base, newer ++ older)`, because compaction folds chains per read-view interval and
-/// readers fold what is left. An `Err(message)` aborts the compaction with
-/// [`GcError::Merge`].
+/// readers fold what is left. An `Err(message)` (an operand the merge function rejects) leaves
+/// the chain unfolded: it is copied as it is, so every reader of the key meets the same error,
+/// and the rest of the compaction goes on ([`GcStats::merge_failures`] counts these).
 pub type MergeFn = dyn Fn(&[u8], Option<&[u8]>, &[Bytes]) -> Result<Vec<u8>, String> + Send + Sync;
+
+/// A partial merge function: `(key, operands) -> operand`, combining Merge operands (given
+/// **newest first**, at least two) whose base is not known into one operand with the same
+/// effect, or `None` to keep them apart. Used only for chains with an unknown base.
+pub type PartialMergeFn = dyn Fn(&[u8], &[Bytes]) -> Option<Vec<u8>> + Send + Sync;
 
 /// Why version garbage collection stopped.
 #[derive(Debug, thiserror::Error)]
@@ -160,16 +166,6 @@ pub enum GcError {
     /// The source failed to move (I/O error, corruption); the error is the source's, unchanged.
     #[error(transparent)]
     Source(#[from] strata_sstable::Error),
-    /// The merge function refused a chain of operands.
-    #[error("merge function failed for key {} (operands up to seqno {seqno}): {message}", display_key(.key))]
-    Merge {
-        /// The key whose operands were being folded.
-        key: Bytes,
-        /// The seqno of the newest operand of the chain.
-        seqno: u64,
-        /// What the merge function said.
-        message: String,
-    },
 }
 
 /// Counters of one [`VersionGc`] run.
@@ -191,8 +187,11 @@ pub struct GcStats {
     pub deletes_dropped: u64,
     /// Merge operands consumed by the merge function.
     pub merges_folded: u64,
-    /// Calls to the merge function; each one wrote one Put.
+    /// Successful calls to the merge function (each wrote one Put) and to the partial merge
+    /// function (each wrote one Merge).
     pub merge_calls: u64,
+    /// Chains left unfolded because the merge function rejected them.
+    pub merge_failures: u64,
 }
 
 /// The result, for the reader of an interval's view, of what has been decided below it.
@@ -229,6 +228,7 @@ pub struct VersionGc<'a, S> {
     views: Vec<u64>,
     is_last_level: bool,
     merge: Option<&'a MergeFn>,
+    partial: Option<&'a PartialMergeFn>,
     started: bool,
     /// The source is exhausted or failed.
     done: bool,
@@ -269,6 +269,7 @@ impl<'a, S: EntrySource> VersionGc<'a, S> {
             views,
             is_last_level,
             merge: None,
+            partial: None,
             started: false,
             done: false,
             out: Vec::new(),
@@ -283,6 +284,13 @@ impl<'a, S: EntrySource> VersionGc<'a, S> {
     #[must_use]
     pub fn with_merge_fn(mut self, merge: &'a MergeFn) -> Self {
         self.merge = Some(merge);
+        self
+    }
+
+    /// Combines operand chains whose base is unknown with `partial` (see [`PartialMergeFn`]).
+    #[must_use]
+    pub fn with_partial_merge_fn(mut self, partial: &'a PartialMergeFn) -> Self {
+        self.partial = Some(partial);
         self
     }
 
@@ -417,18 +425,24 @@ impl<'a, S: EntrySource> VersionGc<'a, S> {
                         (None, Below::Known(value)) => Some(value.clone()),
                         (None, Below::Unknown) => None,
                     };
-                    match (self.merge, base_value) {
+                    self.operands.clear();
+                    self.operands
+                        .extend(operands.iter().map(|operand| operand.value.clone()));
+                    let folded = match (self.merge, &base_value) {
                         (Some(merge), Some(base_value)) => {
-                            self.operands.clear();
-                            self.operands
-                                .extend(operands.iter().map(|operand| operand.value.clone()));
-                            let value = merge(key, base_value.as_deref(), &self.operands).map_err(
-                                |message| GcError::Merge {
-                                    key: key.clone(),
-                                    seqno: newest.seqno,
-                                    message,
-                                },
-                            )?;
+                            Some(merge(key, base_value.as_deref(), &self.operands))
+                        }
+                        _ => None,
+                    };
+                    match folded {
+                        Some(Err(_)) => {
+                            // A rejected operand: copy the chain so readers report it; nothing
+                            // above can be folded onto it either.
+                            self.stats.merge_failures += 1;
+                            below = Below::Unknown;
+                            self.keep_all(versions);
+                        }
+                        Some(Ok(value)) => {
                             let value = Bytes::from(value);
                             self.stats.merge_calls += 1;
                             self.stats.merges_folded += operands.len() as u64;
@@ -443,11 +457,29 @@ impl<'a, S: EntrySource> VersionGc<'a, S> {
                                 value,
                             });
                         }
-                        _ => {
+                        None => {
                             // No merge function, or an unknown base: readers fold the chain.
                             // Nothing below depends on `below` any more without a merge
                             // function; with one, an unknown base stays unknown.
-                            self.keep_all(versions);
+                            let combined = match self.partial {
+                                Some(partial) if self.merge.is_some() && operands.len() > 1 => {
+                                    partial(key, &self.operands)
+                                }
+                                _ => None,
+                            };
+                            match combined {
+                                Some(value) if operands.len() == versions.len() => {
+                                    self.stats.merge_calls += 1;
+                                    self.stats.merges_folded += operands.len() as u64;
+                                    self.keep(Entry {
+                                        key: key.clone(),
+                                        seqno: newest.seqno,
+                                        kind: EntryKind::Merge,
+                                        value: Bytes::from(value),
+                                    });
+                                }
+                                _ => self.keep_all(versions),
+                            }
                         }
                     }
                 }

@@ -113,7 +113,7 @@ mod merge;
 pub mod policy;
 mod source;
 
-pub use gc::{GcError, GcStats, MergeFn, VersionGc};
+pub use gc::{GcError, GcStats, MergeFn, PartialMergeFn, VersionGc};
 pub use merge::MergeIter;
 pub use policy::{
     keeps_extra_run, CompactionPolicy, CompactionReason, CompactionTask, Level, PolicyError,

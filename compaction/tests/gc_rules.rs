@@ -182,6 +182,7 @@ fn merges_fold_onto_a_put_in_their_interval() {
             deletes_dropped: 0,
             merges_folded: 2,
             merge_calls: 1,
+            merge_failures: 0,
         }
     );
 }
@@ -307,7 +308,7 @@ fn keys_are_independent() {
 }
 
 #[test]
-fn merge_errors_name_the_key() {
+fn rejected_chains_are_copied_unfolded() {
     let picky = |key: &[u8], base: Option<&[u8]>, operands: &[Bytes]| {
         if key == b"bad" {
             Err("operand is not a number".to_string())
@@ -319,20 +320,51 @@ fn merge_errors_name_the_key() {
         mrg("a", 5, "x"),
         mrg("bad", 7, "y"),
         mrg("bad", 6, "z"),
+        put("bad", 3, "base"),
         put("c", 1, "c"),
     ]);
     let mut gc = VersionGc::new(input, &[10], true).with_merge_fn(&picky);
-    assert_eq!(gc.next().map(|e| e.ok()), Some(Some(put("a", 5, "_x"))));
-    match gc.next() {
-        Some(Err(error @ GcError::Merge { .. })) => {
-            let message = error.to_string();
-            assert!(message.contains("key bad"), "{message}");
-            assert!(message.contains("seqno 7"), "{message}");
-            assert!(message.contains("operand is not a number"), "{message}");
+    let output: Vec<Entry> = gc.by_ref().map(|e| e.expect("no source error")).collect();
+    assert_eq!(
+        output,
+        vec![
+            put("a", 5, "_x"),
+            mrg("bad", 7, "y"),
+            mrg("bad", 6, "z"),
+            put("bad", 3, "base"),
+            put("c", 1, "c"),
+        ]
+    );
+    let stats = gc.stats();
+    assert_eq!((stats.merge_failures, stats.merge_calls), (1, 1));
+}
+
+#[test]
+fn partial_merge_combines_chains_without_a_base() {
+    let partial = |_key: &[u8], operands: &[Bytes]| {
+        let mut value = Vec::new();
+        for operand in operands.iter().rev() {
+            value.extend_from_slice(operand);
         }
-        other => panic!("expected a merge error, got {other:?}"),
-    }
-    assert!(gc.next().is_none(), "the iterator ends after an error");
+        Some(value)
+    };
+    let input = VecSource::new(vec![
+        mrg("a", 9, "c"),
+        mrg("a", 8, "b"),
+        mrg("a", 7, "a"),
+        mrg("b", 5, "only"),
+    ]);
+    // Not the bottom: the base is unknown, so the chain becomes one operand.
+    let mut gc = VersionGc::new(input, &[10], false)
+        .with_merge_fn(&concat)
+        .with_partial_merge_fn(&partial);
+    let output: Vec<Entry> = gc.by_ref().map(|e| e.expect("no source error")).collect();
+    assert_eq!(output, vec![mrg("a", 9, "abc"), mrg("b", 5, "only")]);
+    let stats = gc.stats();
+    assert_eq!(
+        stats.entries_in + stats.merge_calls,
+        stats.entries_out + stats.versions_dropped + stats.deletes_dropped + stats.merges_folded
+    );
 }
 
 #[test]
