@@ -10,7 +10,9 @@
 //!   database (modules `sst`, `wal`, `meta`, `db`; shared rendering and exit codes in `output`;
 //!   JSON schemas in `tools/README.md`).
 //!
-//! A later issue adds `stress`.
+//! - `strata stress`: a db_stress-style mixed workload that verifies the database against a
+//!   crash-proof record of what it must hold; `strata stress crash-loop` kills it with SIGKILL
+//!   again and again (see the `stress` module).
 
 mod bench;
 mod db;
@@ -18,6 +20,7 @@ mod demo;
 mod meta;
 mod output;
 mod sst;
+mod stress;
 mod wal;
 
 use std::process::ExitCode;
@@ -27,7 +30,7 @@ use clap::{Parser, Subcommand};
 /// strata: an embedded LSM-tree storage engine in the style of Tarantool's vinyl.
 ///
 /// Inspect, verify and operate strata databases: `sst` (run files), `wal` (write-ahead log),
-/// `meta` (metadata log), `db` (a whole database), plus `bench` and `demo`. The inspection
+/// `meta` (metadata log), `db` (a whole database), plus `bench`, `stress` and `demo`. The inspection
 /// commands print tables, or JSON with `--format json|jsonl` (schemas: tools/README.md); keys and
 /// values print as UTF-8 when printable, otherwise as 0x-prefixed hex (`--hex` forces hex).
 /// `--format` and `--hex` go after the command group: `strata db stats DIR --format json`.
@@ -57,6 +60,9 @@ enum Command {
     Meta(meta::MetaArgs),
     /// Operate a database: stats, get, scan, put, delete, compact, verify.
     Db(db::DbArgs),
+    /// Run a mixed workload that verifies the database against a crash-proof record of what
+    /// it must hold; `stress crash-loop` kills and restarts it again and again.
+    Stress(stress::StressArgs),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +76,7 @@ fn main() -> ExitCode {
         Command::Wal(args) => return output::finish(wal::run(&args)),
         Command::Meta(args) => return output::finish(meta::run(&args)),
         Command::Db(args) => return output::finish(db::run(&args)),
+        Command::Stress(args) => stress::run(args).map_err(|e| (e.to_string(), e.exit_code())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
