@@ -48,6 +48,8 @@ mod entry;
 mod error;
 mod file;
 mod footer;
+#[doc(hidden)]
+pub mod fuzz_support;
 mod index;
 mod iter;
 mod page;
