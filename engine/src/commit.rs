@@ -229,16 +229,19 @@ impl CommitPipeline {
     /// applies it with `apply(first_seqno, entries)` and makes it visible. Returns the last seqno.
     ///
     /// `apply` must be the same function for every committer (the leader applies the whole
-    /// group) and must not fail.
+    /// group) and must not fail. `gate(first_seqno, entries)` runs under the commit lock just
+    /// before the seqnos are assigned, so it is ordered with every other commit (transaction
+    /// conflict checks); an error from it cancels the commit.
     ///
     /// # Errors
     /// [`Error::Poisoned`] after an earlier failure; the I/O error of a failed WAL write or sync
-    /// (which poisons the pipeline).
+    /// (which poisons the pipeline); the gate's error.
     pub fn commit(
         &self,
         entries: Vec<BatchEntry>,
         sync: bool,
         apply: &dyn Fn(u64, &[BatchEntry]),
+        gate: &mut dyn FnMut(u64, &[BatchEntry]) -> Result<()>,
     ) -> Result<u64> {
         self.check_poisoned()?;
         let count = entries.len() as u64;
@@ -253,6 +256,7 @@ impl CommitPipeline {
         let slot = Arc::new(Slot::default());
         let mut state = lock(&self.state);
         let first_seqno = state.next_seqno;
+        gate(first_seqno, &entries)?;
         state.next_seqno += count;
         batch::set_first_seqno(&mut payload, first_seqno);
         let sync = sync || self.mode == WalMode::Fsync;

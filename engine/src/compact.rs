@@ -46,9 +46,7 @@ pub(crate) fn policy_input(range: &Range) -> Vec<RunSlice> {
 
 /// The read views compaction must preserve: open snapshots and the current visible seqno.
 fn read_views(db: &DbInner) -> Vec<u64> {
-    let mut views = db.read_views.all();
-    views.push(db.commit.visible_seqno());
-    views
+    db.read_views.all_and_visible(|| db.commit.visible_seqno())
 }
 
 /// Compacts the newest `run_count` slices of range `range_id` of `ks`. The caller has marked the
@@ -84,7 +82,18 @@ pub(crate) fn compact_range(
         .iter()
         .map(|s| Box::new(s.iter(Bound::Unbounded, Bound::Unbounded)) as BoxedSource)
         .collect();
+    let merge_fns = ks.merge_operator().map(|operator| {
+        (
+            crate::merge::full_merge_fn(Arc::clone(operator)),
+            crate::merge::partial_merge_fn(Arc::clone(operator)),
+        )
+    });
     let mut gc = VersionGc::new(MergeIter::new(sources), &views, is_bottom);
+    if let Some((full, partial)) = &merge_fns {
+        gc = gc
+            .with_merge_fn(full.as_ref())
+            .with_partial_merge_fn(partial.as_ref());
+    }
     let entries = gc.by_ref().map(|item| {
         item.map(|e| (e.key, e.seqno, e.kind, e.value))
             .map_err(|e| match e {

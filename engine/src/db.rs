@@ -20,6 +20,7 @@ use crate::meta::{MetaLog, MetaRecord};
 use crate::options::{KeyspaceOptions, Options, WalMode};
 use crate::snapshot::{ReadViews, Snapshot};
 use crate::stats::DbStats;
+use crate::txn::Transaction;
 use crate::version::{Range, Reaper, TreeVersion};
 use crate::write_batch::WriteBatch;
 
@@ -74,6 +75,8 @@ pub(crate) struct DbInner {
     pub keyspaces: RwLock<Registry>,
     pub commit: CommitPipeline,
     pub read_views: ReadViews,
+    /// Open transactions' read sets and the commits they must be checked against.
+    pub conflicts: crate::txn::ConflictManager,
     pub quota: crate::quota::Quota,
     pub regulator: crate::regulator::Regulator,
     pub reaper: Arc<Reaper>,
@@ -156,6 +159,7 @@ impl Db {
             )));
         }
         if let Some(inner) = self.inner.keyspace_by_name(name) {
+            inner.attach_merge_operator(&options)?;
             return Ok(Keyspace {
                 db: self.clone(),
                 inner,
@@ -166,6 +170,7 @@ impl Db {
         let mut meta = lock(&self.inner.meta);
         // Re-check under the metadata lock: another thread may have created it meanwhile.
         if let Some(inner) = self.inner.keyspace_by_name(name) {
+            inner.attach_merge_operator(&options)?;
             return Ok(Keyspace {
                 db: self.clone(),
                 inner,
@@ -197,7 +202,14 @@ impl Db {
                 slices: Vec::new(),
             })],
         };
-        let inner = Arc::new(KeyspaceInner::new(id, name.to_string(), options, version));
+        let merge_operator = options.merge_operator_name();
+        let inner = Arc::new(KeyspaceInner::new(
+            id,
+            name.to_string(),
+            options,
+            merge_operator,
+            version,
+        ));
         let mut registry = self
             .inner
             .keyspaces
@@ -261,6 +273,30 @@ impl Db {
     /// [`WriteBatch::commit`].
     pub fn batch(&self) -> WriteBatch {
         WriteBatch::new(self.clone())
+    }
+
+    /// Begins a serializable read-write transaction (see [`Transaction`]): it reads the newest
+    /// committed state plus its own writes, and commits atomically or fails with
+    /// [`Error::Conflict`] if another commit overwrote something it read.
+    pub fn begin(&self) -> Transaction {
+        Transaction::begin(self.clone())
+    }
+
+    /// Begins a read-only transaction: a consistent snapshot that never conflicts. Writes through
+    /// it fail with [`Error::InvalidArgument`].
+    pub fn begin_read_only(&self) -> Transaction {
+        Transaction::begin_read_only(self.clone())
+    }
+
+    /// Runs `body` in a transaction and commits it, retrying the whole transaction on
+    /// [`Error::Conflict`] (after a short random backoff that doubles each time, up to 20 ms)
+    /// until `Options::transaction_attempts` attempts were made. Other errors return at once.
+    /// `body` may run several times: keep side effects out of it.
+    ///
+    /// # Errors
+    /// The last attempt's error; whatever `body` returns.
+    pub fn transact<T>(&self, body: impl FnMut(&mut Transaction) -> Result<T>) -> Result<T> {
+        crate::txn::transact(self, self.inner.options.transaction_attempts, body)
     }
 
     /// A read view of everything committed so far. Reads through it never see later commits.
@@ -348,6 +384,7 @@ impl DbInner {
             keyspaces: RwLock::new(parts.registry),
             commit: parts.commit,
             read_views: ReadViews::default(),
+            conflicts: crate::txn::ConflictManager::default(),
             quota,
             regulator: crate::regulator::Regulator::new(),
             reaper: parts.reaper,
@@ -550,8 +587,20 @@ impl DbInner {
         all
     }
 
-    /// Validates and commits a batch.
+    /// Validates and commits a batch of plain (non-transactional) writes.
     pub fn commit(&self, entries: Vec<BatchEntry>, sync: bool) -> Result<()> {
+        self.commit_with(entries, sync, None)
+    }
+
+    /// Validates and commits a batch: the writes of transaction `txn` (its conflict-manager
+    /// slot) or plain writes (`None`). Every commit goes through the conflict manager, because
+    /// plain writes also invalidate what open transactions read.
+    pub fn commit_with(
+        &self,
+        entries: Vec<BatchEntry>,
+        sync: bool,
+        txn: Option<u64>,
+    ) -> Result<()> {
         self.check_open()?;
         let encoded_len: usize = entries
             .iter()
@@ -591,7 +640,22 @@ impl DbInner {
             self.commit.check_poisoned()
         })?;
         let apply = |first_seqno: u64, entries: &[BatchEntry]| self.apply(first_seqno, entries);
-        self.commit.commit(entries, sync, &apply)?;
+        let mut committing = None;
+        let mut gate = |first_seqno: u64, entries: &[BatchEntry]| {
+            committing = self.conflicts.check_commit(
+                txn,
+                first_seqno,
+                entries,
+                &self.read_views,
+                &self.commit,
+            )?;
+            Ok(())
+        };
+        let result = self.commit.commit(entries, sync, &apply, &mut gate);
+        if let Some(id) = committing {
+            self.conflicts.committed(id);
+        }
+        result?;
         if self.commit.take_background_sync_request() {
             if let Some(tx) = lock(&self.dump_tx).as_ref() {
                 let _ = tx.send(DumpJob::SyncWal);
@@ -607,7 +671,15 @@ impl DbInner {
         let mut charged = 0;
         for (i, entry) in entries.iter().enumerate() {
             if let Some(ks) = registry.by_id.get(&entry.keyspace) {
-                charged += ks.insert(first_seqno + i as u64, entry);
+                let seqno = first_seqno + i as u64;
+                let (charge, chain) = ks.insert(seqno, entry);
+                charged += charge;
+                if chain > 0 && chain % crate::merge::SQUASH_CHAIN_LENGTH == 0 {
+                    // A hot key's operand chain: fold it in the background so reads stay short.
+                    if let Some(tx) = lock(&self.dump_tx).as_ref() {
+                        let _ = tx.send(DumpJob::Squash(Arc::clone(ks), entry.key.clone(), seqno));
+                    }
+                }
                 ks.counters.writes.fetch_add(1, Ordering::Relaxed);
                 ks.counters.user_bytes_written.fetch_add(
                     (entry.key.len() + entry.value.len()) as u64,

@@ -30,6 +30,8 @@ pub(crate) enum DumpJob {
     Dump(Arc<KeyspaceInner>),
     /// Sync the current WAL segment (requested every few MiB of WAL in `Write` mode).
     SyncWal,
+    /// Fold the long upsert chain topped by (key, seqno) into one Put (vinyl's upsert squash).
+    Squash(Arc<KeyspaceInner>, bytes::Bytes, u64),
     /// Stop the thread.
     Shutdown,
 }
@@ -40,6 +42,7 @@ pub(crate) fn worker(db: &Arc<DbInner>, jobs: &crossbeam_channel::Receiver<DumpJ
         match job {
             DumpJob::Shutdown => break,
             DumpJob::SyncWal => db.commit.background_sync(),
+            DumpJob::Squash(ks, key, seqno) => crate::merge::squash(db, &ks, &key, seqno),
             DumpJob::Dump(ks) => {
                 if let Err(e) = dump_keyspace(db, &ks) {
                     db.commit

@@ -89,6 +89,43 @@ pub enum Error {
     /// The database has been closed.
     #[error("database is closed")]
     Closed,
+    /// The keyspace's merge operator rejected an upsert operand of `key` (or the keyspace holds
+    /// operands but was opened without an operator). Only this key's reads fail.
+    #[error("merge of key {} in keyspace {keyspace:?} failed: {message}", strata_sstable::display_key(.key))]
+    Merge {
+        /// The keyspace.
+        keyspace: String,
+        /// The key whose operands could not be folded.
+        key: Vec<u8>,
+        /// What the merge operator said.
+        message: String,
+    },
+    /// The keyspace was created with another merge operator (or none) than the one given.
+    #[error("keyspace {keyspace:?} uses merge operator {stored:?}, but was opened with {given:?}")]
+    MergeOperatorMismatch {
+        /// The keyspace.
+        keyspace: String,
+        /// The operator name stored with the keyspace (`None`: no operator).
+        stored: Option<String>,
+        /// The operator name given now.
+        given: Option<String>,
+    },
+    /// A transaction conflicted with another one that committed first (it read a key the other
+    /// wrote, so committing it would not be serializable). Retry it from the start;
+    /// [`Db::transact`](crate::Db::transact) does so automatically.
+    #[error("transaction conflict: {reason}")]
+    Conflict {
+        /// Which operation found the conflict.
+        reason: String,
+    },
+    /// A transaction's buffered writes exceed `Options::max_transaction_bytes`.
+    #[error("transaction buffers {bytes} bytes of writes, above the limit of {limit} bytes")]
+    TransactionTooLarge {
+        /// The transaction's buffered bytes including the rejected write.
+        bytes: u64,
+        /// `Options::max_transaction_bytes`.
+        limit: u64,
+    },
 }
 
 impl Error {
@@ -107,6 +144,11 @@ impl Error {
             offset,
             what: what.into(),
         }
+    }
+
+    /// True if the error is a transaction conflict: retrying the transaction may succeed.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Conflict { .. })
     }
 
     /// True if the error reports damaged bytes on disk.

@@ -18,12 +18,14 @@ use crate::error::Result;
 use crate::keyspace::{Key, KeyspaceInner, Value};
 use crate::memtable::MemCursor;
 use crate::ranges_source::RangesSource;
+use crate::read::{resolve_operands, Chain};
 use crate::version::TreeVersion;
 
 /// A double-ended iterator over committed pairs; see the module documentation.
 ///
 /// Yields `Err` once if a run cannot be read (I/O or corruption), then ends.
 pub struct Iter {
+    keyspace: Arc<KeyspaceInner>,
     version: Arc<TreeVersion>,
     read_seqno: u64,
     lower: Bound<Bytes>,
@@ -47,21 +49,23 @@ impl std::fmt::Debug for Iter {
 
 impl Iter {
     pub(crate) fn new(
-        ks: &KeyspaceInner,
+        ks: &Arc<KeyspaceInner>,
         read_seqno: u64,
         lower: Bound<Bytes>,
         upper: Bound<Bytes>,
     ) -> Iter {
-        Iter::over(ks.current(), read_seqno, lower, upper)
+        Iter::over(ks, ks.current(), read_seqno, lower, upper)
     }
 
     pub(crate) fn over(
+        ks: &Arc<KeyspaceInner>,
         version: Arc<TreeVersion>,
         read_seqno: u64,
         lower: Bound<Bytes>,
         upper: Bound<Bytes>,
     ) -> Iter {
         Iter {
+            keyspace: Arc::clone(ks),
             version,
             read_seqno,
             lower,
@@ -144,14 +148,15 @@ impl Iter {
             {
                 return Ok(None);
             }
-            let mut newest: Option<(EntryKind, Bytes)> = None;
+            let mut chain = Chain::default();
+            let mut more = true;
             while merge.valid() && merge.key() == key.as_ref() {
-                if newest.is_none() && merge.seqno() <= self.read_seqno {
-                    newest = Some((merge.kind(), merge.value()));
+                if more && merge.seqno() <= self.read_seqno {
+                    more = chain.push(merge.kind(), merge.value());
                 }
                 merge.next()?;
             }
-            if let Some((EntryKind::Put | EntryKind::Merge, value)) = newest {
+            if let Some(value) = chain.resolve(&self.keyspace, &key)? {
                 self.front_last = Some(key.clone());
                 return Ok(Some((key, value)));
             }
@@ -181,16 +186,38 @@ impl Iter {
             {
                 return Ok(None);
             }
-            // Going backwards, a key's versions come oldest first: the last visible one seen is
-            // the newest visible.
-            let mut newest: Option<(EntryKind, Bytes)> = None;
+            // Going backwards, a key's versions come oldest first: each visible Put or Delete
+            // replaces the base and drops the operands collected below it.
+            let mut base: Option<Bytes> = None;
+            let mut operands_oldest_first: Vec<Bytes> = Vec::new();
             while merge.valid() && merge.key() == key.as_ref() {
                 if merge.seqno() <= self.read_seqno {
-                    newest = Some((merge.kind(), merge.value()));
+                    match merge.kind() {
+                        EntryKind::Put => {
+                            base = Some(merge.value());
+                            operands_oldest_first.clear();
+                        }
+                        EntryKind::Delete => {
+                            base = None;
+                            operands_oldest_first.clear();
+                        }
+                        EntryKind::Merge => operands_oldest_first.push(merge.value()),
+                    }
                 }
                 merge.prev()?;
             }
-            if let Some((EntryKind::Put | EntryKind::Merge, value)) = newest {
+            let value = if operands_oldest_first.is_empty() {
+                base
+            } else {
+                operands_oldest_first.reverse();
+                Some(resolve_operands(
+                    &self.keyspace,
+                    &key,
+                    base,
+                    &operands_oldest_first,
+                )?)
+            };
+            if let Some(value) = value {
                 self.back_last = Some(key.clone());
                 return Ok(Some((key, value)));
             }

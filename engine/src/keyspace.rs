@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::ops::{Bound, RangeBounds};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use bytes::Bytes;
 use strata_sstable::{EntryKind, RunCounters};
@@ -14,6 +14,7 @@ use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::iter::Iter;
 use crate::memtable::Memtable;
+use crate::merge::MergeOperator;
 use crate::options::KeyspaceOptions;
 use crate::read;
 use crate::version::{Range, TreeVersion};
@@ -48,6 +49,8 @@ pub(crate) struct KeyspaceCounters {
     pub gets: AtomicU64,
     pub gets_from_memtable: AtomicU64,
     pub runs_probed: AtomicU64,
+    /// Upsert chains folded by background squashes.
+    pub squashes: AtomicU64,
 }
 
 /// The engine's state of one keyspace. Thread-safe.
@@ -67,6 +70,11 @@ pub(crate) struct KeyspaceInner {
     pub dropped: AtomicBool,
     pub run_counters: Arc<RunCounters>,
     pub counters: KeyspaceCounters,
+    /// The merge operator's name as stored with the keyspace.
+    stored_merge_operator: Option<String>,
+    /// The operator itself, once a handle was opened with it (it is code: it cannot come from
+    /// disk). Until then compaction leaves operand chains unfolded.
+    merge_operator: OnceLock<Arc<dyn MergeOperator>>,
 }
 
 impl std::fmt::Debug for KeyspaceInner {
@@ -79,8 +87,22 @@ impl std::fmt::Debug for KeyspaceInner {
 }
 
 impl KeyspaceInner {
-    pub fn new(id: u32, name: String, options: KeyspaceOptions, version: TreeVersion) -> Self {
+    pub fn new(
+        id: u32,
+        name: String,
+        options: KeyspaceOptions,
+        stored_merge_operator: Option<String>,
+        version: TreeVersion,
+    ) -> Self {
+        let merge_operator = OnceLock::new();
+        if let Some(operator) = &options.merge_operator {
+            if Some(operator.name()) == stored_merge_operator.as_deref() {
+                let _ = merge_operator.set(Arc::clone(operator));
+            }
+        }
         KeyspaceInner {
+            stored_merge_operator,
+            merge_operator,
             id,
             name,
             options,
@@ -133,7 +155,9 @@ impl KeyspaceInner {
     }
 
     /// Inserts a committed entry into the memtable that owns its seqno; returns the bytes charged.
-    pub fn insert(&self, seqno: u64, entry: &BatchEntry) -> u64 {
+    /// Inserts a committed entry into the memtable its seqno belongs to; returns the quota
+    /// charge and the Merge chain length (see [`Memtable::insert`]).
+    pub fn insert(&self, seqno: u64, entry: &BatchEntry) -> (u64, u32) {
         let guard = self.version.read().unwrap_or_else(|p| p.into_inner());
         let target = guard
             .memtables()
@@ -183,6 +207,47 @@ impl KeyspaceInner {
             .clone()
     }
 
+    /// Checks that `options` name the stored merge operator and attaches it.
+    ///
+    /// # Errors
+    /// [`Error::MergeOperatorMismatch`] if the names differ (or only one side has an operator).
+    pub fn attach_merge_operator(&self, options: &KeyspaceOptions) -> Result<()> {
+        let given = options.merge_operator_name();
+        if given != self.stored_merge_operator {
+            return Err(Error::MergeOperatorMismatch {
+                keyspace: self.name.clone(),
+                stored: self.stored_merge_operator.clone(),
+                given,
+            });
+        }
+        if let Some(operator) = &options.merge_operator {
+            let _ = self.merge_operator.set(Arc::clone(operator));
+        }
+        Ok(())
+    }
+
+    /// The merge operator, if the keyspace has one and it is attached.
+    pub fn merge_operator(&self) -> Option<&Arc<dyn MergeOperator>> {
+        self.merge_operator.get()
+    }
+
+    /// The name of the keyspace's merge operator, if it has one.
+    pub fn merge_operator_name(&self) -> Option<&str> {
+        self.stored_merge_operator.as_deref()
+    }
+
+    /// Checks that the keyspace can take upserts.
+    pub fn check_upsert(&self) -> Result<()> {
+        if self.merge_operator().is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "keyspace {:?} has no merge operator (KeyspaceOptions::merge_operator), so it \
+                 cannot take upserts",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+
     pub fn check_live(&self) -> Result<()> {
         if self.dropped.load(Ordering::Acquire) {
             return Err(Error::KeyspaceNotFound(self.name.clone()));
@@ -224,6 +289,19 @@ impl Keyspace {
     /// Removes `key` (a no-op if absent). Errors as for [`Keyspace::put`].
     pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<()> {
         self.write(EntryKind::Delete, key.as_ref(), b"")
+    }
+
+    /// Applies `operand` to `key` with the keyspace's merge operator, without reading: the
+    /// operand is stored as is and folded by later reads and compactions (for example a
+    /// [`crate::merge::Counter`] increment). Durable like [`Keyspace::put`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if the keyspace has no merge operator; otherwise as
+    /// [`Keyspace::put`]. An operand the operator rejects is not detected here: reads of the key
+    /// then fail with [`Error::Merge`].
+    pub fn upsert(&self, key: impl AsRef<[u8]>, operand: impl AsRef<[u8]>) -> Result<()> {
+        self.inner.check_upsert()?;
+        self.write(EntryKind::Merge, key.as_ref(), operand.as_ref())
     }
 
     fn write(&self, kind: EntryKind, key: &[u8], value: &[u8]) -> Result<()> {

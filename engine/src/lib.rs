@@ -49,6 +49,7 @@ pub mod inspect;
 mod iter;
 mod keyspace;
 mod memtable;
+pub mod merge;
 mod meta;
 mod options;
 mod quota;
@@ -59,6 +60,7 @@ mod regulator;
 mod snapshot;
 mod space;
 mod stats;
+mod txn;
 mod version;
 mod wal;
 mod write_batch;
@@ -68,12 +70,14 @@ pub use db::Db;
 pub use error::{Error, Result};
 pub use iter::Iter;
 pub use keyspace::{Key, Keyspace, Value};
+pub use merge::MergeOperator;
 pub use options::{KeyspaceOptions, Options, WalMode, WalRecovery};
 pub use snapshot::Snapshot;
 pub use stats::{
-    DbStats, KeyspaceStats, LevelStats, MemoryStats, RangeStats, ReadViewStats, WalStats,
-    WriteAmplificationByLevel,
+    DbStats, KeyspaceStats, LevelStats, MemoryStats, RangeStats, ReadViewStats, TransactionStats,
+    WalStats, WriteAmplificationByLevel,
 };
 pub use strata_sstable as sstable;
 pub use strata_sstable::Compression;
+pub use txn::{Savepoint, Transaction, TxnIter};
 pub use write_batch::WriteBatch;

@@ -31,6 +31,14 @@ pub(crate) struct MemKey {
     pub key: Bytes,
     pub seqno: u64,
     pub kind: EntryKind,
+    /// For a Merge entry: the length of the operand chain it tops in this memtable (itself
+    /// included), so long chains are noticed without walking them.
+    pub chain: u32,
+    /// A Put written by a squash: the folded value of the upsert chain topped by the Merge
+    /// entry with the same key and seqno. It sorts just before that entry, so readers going
+    /// forward stop at it; cursors skip the second of two entries with one (key, seqno), so
+    /// each direction sees exactly one of them, and both give the same value.
+    pub squashed: bool,
 }
 
 /// A borrowed view of an internal key, so lookups need no allocation.
@@ -99,6 +107,7 @@ impl Eq for dyn KeyView + '_ {}
 impl Ord for MemKey {
     fn cmp(&self, other: &Self) -> Ordering {
         compare_internal(&self.key, self.seqno, &other.key, other.seqno)
+            .then_with(|| other.squashed.cmp(&self.squashed))
     }
 }
 
@@ -139,14 +148,6 @@ impl std::fmt::Debug for Memtable {
     }
 }
 
-/// The newest version of a key visible at a read seqno.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Found {
-    pub seqno: u64,
-    pub kind: EntryKind,
-    pub value: Bytes,
-}
-
 impl Memtable {
     pub fn new(start_seqno: u64) -> Self {
         Memtable {
@@ -173,14 +174,44 @@ impl Memtable {
         seqno >= self.start_seqno && seqno < self.limit_seqno()
     }
 
-    /// Inserts one entry; returns the bytes charged to the memory quota.
-    pub fn insert(&self, key: Bytes, seqno: u64, kind: EntryKind, value: Bytes) -> u64 {
+    /// Inserts one entry; returns the bytes charged to the memory quota and, for a Merge entry,
+    /// the length of the operand chain it now tops in this memtable (0 for other kinds).
+    ///
+    /// Entries of one key must be inserted in seqno order for the chain length to be exact (the
+    /// commit leader applies batches in seqno order).
+    pub fn insert(&self, key: Bytes, seqno: u64, kind: EntryKind, value: Bytes) -> (u64, u32) {
         let charge = key.len() as u64 + value.len() as u64 + ENTRY_OVERHEAD_BYTES;
-        self.map.insert(MemKey { key, seqno, kind }, value);
+        let chain = if kind == EntryKind::Merge {
+            let older = Probe {
+                key: &key,
+                seqno: seqno.saturating_sub(1),
+            };
+            match self
+                .map
+                .lower_bound(Bound::Included(&older as &dyn KeyView))
+            {
+                Some(entry) if entry.key().key == key && entry.key().kind == EntryKind::Merge => {
+                    entry.key().chain.saturating_add(1)
+                }
+                _ => 1,
+            }
+        } else {
+            0
+        };
+        self.map.insert(
+            MemKey {
+                key,
+                seqno,
+                kind,
+                chain,
+                squashed: false,
+            },
+            value,
+        );
         self.size_bytes.fetch_add(charge, AtomicOrdering::Relaxed);
         self.entries.fetch_add(1, AtomicOrdering::Relaxed);
         self.min_seqno.fetch_min(seqno, AtomicOrdering::Relaxed);
-        charge
+        (charge, chain)
     }
 
     pub fn size_bytes(&self) -> u64 {
@@ -201,28 +232,64 @@ impl Memtable {
         (min != u64::MAX).then_some(min)
     }
 
-    /// The newest version of `key` with seqno <= `read_seqno`.
-    pub fn get(&self, key: &[u8], read_seqno: u64) -> Option<Found> {
+    /// Adds the folded value of the upsert chain topped by the Merge entry `(key, seqno)` (see
+    /// [`MemKey::squashed`]); returns the bytes charged. The caller computed `value` as the
+    /// key's value visible at `seqno`.
+    pub fn insert_squashed(&self, key: Bytes, seqno: u64, value: Bytes) -> u64 {
+        let charge = key.len() as u64 + value.len() as u64 + ENTRY_OVERHEAD_BYTES;
+        self.map.insert(
+            MemKey {
+                key,
+                seqno,
+                kind: EntryKind::Put,
+                chain: 0,
+                squashed: true,
+            },
+            value,
+        );
+        self.size_bytes.fetch_add(charge, AtomicOrdering::Relaxed);
+        self.entries.fetch_add(1, AtomicOrdering::Relaxed);
+        charge
+    }
+
+    /// Calls `f` with each version of `key` visible at `read_seqno`, newest first, while it
+    /// returns true.
+    pub fn for_each_version(
+        &self,
+        key: &[u8],
+        read_seqno: u64,
+        mut f: impl FnMut(EntryKind, Bytes) -> bool,
+    ) {
         let probe = Probe {
             key,
             seqno: read_seqno,
         };
-        let entry = self
+        for entry in self
             .map
-            .lower_bound(Bound::Included(&probe as &dyn KeyView))?;
-        let found = entry.key();
-        (found.key.as_ref() == key).then(|| Found {
-            seqno: found.seqno,
-            kind: found.kind,
-            value: entry.value().clone(),
-        })
+            .range::<dyn KeyView, _>((Bound::Included(&probe as &dyn KeyView), Bound::Unbounded))
+        {
+            let found = entry.key();
+            if found.key.as_ref() != key || !f(found.kind, entry.value().clone()) {
+                return;
+            }
+        }
     }
 
-    /// Every entry in order (for dumps).
+    /// Every entry in order, one per (key, seqno): a squashed Put hides the Merge entry it
+    /// folds (for dumps, whose runs hold each internal key once).
     pub fn iter(&self) -> impl Iterator<Item = (MemKey, Bytes)> + '_ {
-        self.map
-            .iter()
-            .map(|entry| (entry.key().clone(), entry.value().clone()))
+        let mut previous: Option<(Bytes, u64)> = None;
+        self.map.iter().filter_map(move |entry| {
+            let key = entry.key();
+            if previous
+                .as_ref()
+                .is_some_and(|(k, s)| *k == key.key && *s == key.seqno)
+            {
+                return None;
+            }
+            previous = Some((key.key.clone(), key.seqno));
+            Some((key.clone(), entry.value().clone()))
+        })
     }
 }
 
@@ -366,18 +433,94 @@ mod tests {
         Bytes::copy_from_slice(s.as_bytes())
     }
 
+    fn versions(mem: &Memtable, key: &str, read_seqno: u64) -> Vec<(u64, EntryKind)> {
+        let mut out = Vec::new();
+        let mut seqnos = Vec::new();
+        mem.for_each_version(key.as_bytes(), read_seqno, |kind, value| {
+            out.push(kind);
+            seqnos.push(value);
+            true
+        });
+        seqnos
+            .iter()
+            .map(|v| String::from_utf8_lossy(v).parse().unwrap())
+            .zip(out)
+            .collect()
+    }
+
     #[test]
-    fn get_returns_the_newest_visible_version() {
+    fn versions_come_newest_first_from_the_read_seqno() {
         let mem = Memtable::new(1);
-        mem.insert(b("k"), 5, EntryKind::Put, b("v5"));
-        mem.insert(b("k"), 9, EntryKind::Delete, Bytes::new());
-        mem.insert(b("j"), 7, EntryKind::Put, b("j7"));
-        assert_eq!(mem.get(b"k", 4), None);
-        assert_eq!(mem.get(b"k", 5).map(|f| f.value), Some(b("v5")));
-        assert_eq!(mem.get(b"k", 8).map(|f| f.seqno), Some(5));
-        assert_eq!(mem.get(b"k", 100).map(|f| f.kind), Some(EntryKind::Delete));
-        assert_eq!(mem.get(b"ka", 100), None);
-        assert_eq!((mem.min_seqno(), mem.entries()), (Some(5), 3));
+        mem.insert(b("k"), 5, EntryKind::Put, b("5"));
+        mem.insert(b("k"), 9, EntryKind::Delete, b("9"));
+        mem.insert(b("j"), 7, EntryKind::Put, b("7"));
+        mem.insert(b("ka"), 3, EntryKind::Put, b("3"));
+        assert_eq!(versions(&mem, "k", 4), vec![]);
+        assert_eq!(versions(&mem, "k", 8), vec![(5, EntryKind::Put)]);
+        assert_eq!(
+            versions(&mem, "k", 100),
+            vec![(9, EntryKind::Delete), (5, EntryKind::Put)]
+        );
+        assert_eq!(versions(&mem, "kb", 100), vec![]);
+        assert_eq!((mem.min_seqno(), mem.entries()), (Some(3), 4));
+    }
+
+    #[test]
+    fn a_squashed_put_shadows_its_merge_in_every_direction() {
+        let mem = Arc::new(Memtable::new(1));
+        mem.insert(b("k"), 1, EntryKind::Merge, b("1"));
+        mem.insert(b("k"), 2, EntryKind::Merge, b("2"));
+        mem.insert(b("l"), 3, EntryKind::Put, b("3"));
+        mem.insert_squashed(b("k"), 2, b("12"));
+        assert_eq!(
+            versions(&mem, "k", 2).first(),
+            Some(&(12, EntryKind::Put)),
+            "point reads stop at the squashed value"
+        );
+        let dumped: Vec<(u64, EntryKind)> = mem.iter().map(|(k, _)| (k.seqno, k.kind)).collect();
+        assert_eq!(
+            dumped,
+            vec![
+                (2, EntryKind::Put),
+                (1, EntryKind::Merge),
+                (3, EntryKind::Put)
+            ]
+        );
+        let mut c = MemCursor::new(Arc::clone(&mem));
+        c.seek_to_first().unwrap();
+        let mut forward = Vec::new();
+        while c.valid() {
+            forward.push((c.seqno(), c.kind()));
+            c.next().unwrap();
+        }
+        assert_eq!(forward, dumped);
+        c.seek_to_last().unwrap();
+        let mut backward = Vec::new();
+        while c.valid() {
+            backward.push((c.seqno(), c.kind()));
+            c.prev().unwrap();
+        }
+        assert_eq!(
+            backward,
+            vec![
+                (3, EntryKind::Put),
+                (1, EntryKind::Merge),
+                (2, EntryKind::Merge)
+            ],
+            "backwards the Merge comes last and hides the squashed Put"
+        );
+        assert_eq!(mem.insert(b("k"), 4, EntryKind::Merge, b("4")).1, 1);
+    }
+
+    #[test]
+    fn merge_chains_are_counted() {
+        let mem = Memtable::new(1);
+        assert_eq!(mem.insert(b("k"), 1, EntryKind::Merge, b("1")).1, 1);
+        assert_eq!(mem.insert(b("k"), 2, EntryKind::Merge, b("2")).1, 2);
+        assert_eq!(mem.insert(b("j"), 3, EntryKind::Merge, b("3")).1, 1);
+        assert_eq!(mem.insert(b("k"), 4, EntryKind::Merge, b("4")).1, 3);
+        assert_eq!(mem.insert(b("k"), 5, EntryKind::Put, b("5")).1, 0);
+        assert_eq!(mem.insert(b("k"), 6, EntryKind::Merge, b("6")).1, 1);
     }
 
     #[test]

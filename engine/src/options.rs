@@ -10,6 +10,7 @@ use strata_sstable::Compression;
 
 use crate::error::{Error, Result};
 use crate::fs::{Fs, RealFs};
+use crate::merge::MergeOperator;
 
 /// How commits are made durable. RocksDB: `WriteOptions::disableWAL` / `sync`; vinyl: `wal_mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -92,6 +93,12 @@ pub struct Options {
     pub range_size_max_bytes: u64,
     /// The metadata log is rewritten compactly past this size (default 4 MiB).
     pub meta_rewrite_threshold_bytes: u64,
+    /// Largest total of writes one transaction may buffer (keys, values and 64 bytes per write;
+    /// default 64 MiB). Buffered writes also count against `memory_limit_bytes`; a write past
+    /// this limit fails with [`Error::TransactionTooLarge`].
+    pub max_transaction_bytes: u64,
+    /// Attempts [`crate::Db::transact`] makes before returning [`Error::Conflict`] (default 10).
+    pub transaction_attempts: u32,
     /// The file system (default: the real one). Tests pass an in-memory, fault-injecting one.
     pub fs: Arc<dyn Fs>,
 }
@@ -110,6 +117,8 @@ impl fmt::Debug for Options {
             .field("compaction_threads", &self.compaction_threads)
             .field("range_size_min_bytes", &self.range_size_min_bytes)
             .field("range_size_max_bytes", &self.range_size_max_bytes)
+            .field("max_transaction_bytes", &self.max_transaction_bytes)
+            .field("transaction_attempts", &self.transaction_attempts)
             .field("fs", &self.fs)
             .finish()
     }
@@ -130,6 +139,8 @@ impl Default for Options {
             range_size_min_bytes: 16 << 20,
             range_size_max_bytes: 2 << 30,
             meta_rewrite_threshold_bytes: 4 << 20,
+            max_transaction_bytes: 64 << 20,
+            transaction_attempts: 10,
             fs: Arc::new(RealFs),
         }
     }
@@ -201,6 +212,22 @@ pub struct KeyspaceOptions {
     /// as in vinyl: bottom-level bytes / (4 x dumps per compaction), clamped to
     /// `Options::range_size_min_bytes..=range_size_max_bytes`.
     pub range_size_bytes: Option<u64>,
+    /// Folds the keyspace's upserts ([`crate::Keyspace::upsert`]); default none, which makes
+    /// `upsert` an error. Its name is stored with the keyspace, and opening the keyspace later
+    /// with another operator (or none) is [`Error::MergeOperatorMismatch`]. Built-ins live in
+    /// [`crate::merge`].
+    #[serde(skip)]
+    pub merge_operator: Option<Arc<dyn MergeOperator>>,
+}
+
+/// How keyspace options are stored in the metadata log: the options, and the name of the merge
+/// operator (which is code, so only its name can be stored).
+#[derive(Serialize, Deserialize)]
+struct StoredKeyspaceOptions {
+    #[serde(flatten)]
+    options: KeyspaceOptions,
+    #[serde(default)]
+    merge_operator: Option<String>,
 }
 
 impl Default for KeyspaceOptions {
@@ -213,6 +240,7 @@ impl Default for KeyspaceOptions {
             run_size_ratio: strata_compaction::DEFAULT_RUN_SIZE_RATIO,
             run_count_per_level: strata_compaction::DEFAULT_RUN_COUNT_PER_LEVEL,
             range_size_bytes: None,
+            merge_operator: None,
         }
     }
 }
@@ -248,11 +276,30 @@ impl KeyspaceOptions {
             .map_err(|e| Error::InvalidArgument(e.to_string()))
     }
 
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        rmp_serde::to_vec_named(self).unwrap_or_default()
+    /// The merge operator's name, if any.
+    pub(crate) fn merge_operator_name(&self) -> Option<String> {
+        self.merge_operator.as_ref().map(|m| m.name().to_string())
     }
 
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let stored = StoredKeyspaceOptions {
+            options: self.clone(),
+            merge_operator: self.merge_operator_name(),
+        };
+        rmp_serde::to_vec_named(&stored).unwrap_or_default()
+    }
+
+    /// The stored options (without the merge operator, which is code).
     pub(crate) fn decode(bytes: &[u8]) -> std::result::Result<Self, String> {
-        rmp_serde::from_slice(bytes).map_err(|e| format!("keyspace options: {e}"))
+        Ok(Self::decode_stored(bytes)?.0)
+    }
+
+    /// The stored options and the stored merge operator's name.
+    pub(crate) fn decode_stored(
+        bytes: &[u8],
+    ) -> std::result::Result<(Self, Option<String>), String> {
+        let stored: StoredKeyspaceOptions =
+            rmp_serde::from_slice(bytes).map_err(|e| format!("keyspace options: {e}"))?;
+        Ok((stored.options, stored.merge_operator))
     }
 }

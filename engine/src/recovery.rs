@@ -45,9 +45,10 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<DbInner> {
     let mut max_seqno = 0u64;
     let state = meta.state().clone();
     for ks_meta in state.keyspaces.values() {
-        let ks_options = KeyspaceOptions::decode(&ks_meta.options).map_err(|e| {
-            Error::corruption(meta.path(), 0, format!("keyspace {:?}: {e}", ks_meta.name))
-        })?;
+        let (ks_options, merge_operator) = KeyspaceOptions::decode_stored(&ks_meta.options)
+            .map_err(|e| {
+                Error::corruption(meta.path(), 0, format!("keyspace {:?}: {e}", ks_meta.name))
+            })?;
         // The tree is built below; a keyspace starts empty until its ranges are known.
         let placeholder = TreeVersion {
             active: Arc::new(Memtable::new(0)),
@@ -58,6 +59,7 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<DbInner> {
             ks_meta.id,
             ks_meta.name.clone(),
             ks_options,
+            merge_operator,
             placeholder,
         ));
         let mut runs = BTreeMap::new();
@@ -122,7 +124,7 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<DbInner> {
                     .get(&entry.keyspace)
                     .map_or(0, |k| k.dumped_seqno);
                 if seqno > dumped {
-                    quota_used += ks.insert(seqno, entry);
+                    quota_used += ks.insert(seqno, entry).0;
                 }
             }
         }

@@ -17,12 +17,20 @@ pub(crate) struct ReadViews {
 }
 
 impl ReadViews {
-    fn register(&self, seqno: u64) {
+    /// Registers a read view at the current visible seqno (read by `visible` under this
+    /// registry's lock) and returns it.
+    ///
+    /// Compaction reads the views and the visible seqno under the same lock
+    /// ([`ReadViews::all_and_visible`]), so either it sees this view, or this view is at or
+    /// above the visible seqno it used, where it keeps every version a reader can need.
+    pub fn register_current(&self, visible: impl FnOnce() -> u64) -> u64 {
         let mut views = self.views.lock().unwrap_or_else(|p| p.into_inner());
+        let seqno = visible();
         views.entry(seqno).or_insert((0, Instant::now())).0 += 1;
+        seqno
     }
 
-    fn unregister(&self, seqno: u64) {
+    pub fn unregister(&self, seqno: u64) {
         let mut views = self.views.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(entry) = views.get_mut(&seqno) {
             entry.0 -= 1;
@@ -32,14 +40,13 @@ impl ReadViews {
         }
     }
 
-    /// Every open read view's seqno, ascending.
-    pub fn all(&self) -> Vec<u64> {
-        self.views
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .copied()
-            .collect()
+    /// Every open read view's seqno, ascending, then the visible seqno read by `visible` under
+    /// the same lock (see [`ReadViews::register_current`]): the views a compaction must keep.
+    pub fn all_and_visible(&self, visible: impl FnOnce() -> u64) -> Vec<u64> {
+        let views = self.views.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<u64> = views.keys().copied().collect();
+        all.push(visible());
+        all
     }
 
     /// Number of open read views and the age of the oldest one.
@@ -70,13 +77,7 @@ impl std::fmt::Debug for Snapshot {
 
 impl Snapshot {
     pub(crate) fn new(db: Arc<DbInner>) -> Snapshot {
-        // Register under the pipeline's lock so no commit becomes visible in between: the view
-        // is registered before compaction could see a newer visible seqno.
-        let seqno = db.commit.with_next_seqno(|_| {
-            let seqno = db.commit.visible_seqno();
-            db.read_views.register(seqno);
-            seqno
-        });
+        let seqno = db.read_views.register_current(|| db.commit.visible_seqno());
         Snapshot { db, seqno }
     }
 

@@ -16,8 +16,10 @@ pub struct DbStats {
     pub wal: WalStats,
     /// Memory quota and write throttling.
     pub memory: MemoryStats,
-    /// Open read views (snapshots).
+    /// Open read views (snapshots, read-only transactions, transactions sent to a read view).
     pub read_views: ReadViewStats,
+    /// Transactions.
+    pub transactions: TransactionStats,
     /// The shared decompressed-page cache.
     pub cache: CacheStats,
     /// The metadata log.
@@ -75,11 +77,33 @@ pub struct ReadViewStats {
     pub oldest_age_ms: Option<u64>,
 }
 
+/// Transaction figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct TransactionStats {
+    /// Transactions committed (read-only ones included).
+    pub commits: u64,
+    /// Transactions rolled back, dropped, or failed at commit.
+    pub rollbacks: u64,
+    /// `Error::Conflict`s returned (at a read, a write or a commit).
+    pub conflicts: u64,
+    /// Read-only-so-far transactions moved to a read view because a commit overwrote what they
+    /// read.
+    pub sent_to_read_view: u64,
+    /// Open read-write transactions.
+    pub active: usize,
+    /// Key intervals tracked for open transactions' reads.
+    pub tracked_intervals: usize,
+}
+
 /// Per-keyspace statistics.
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyspaceStats {
     /// The keyspace's name.
     pub name: String,
+    /// The merge operator's name, if the keyspace has one.
+    pub merge_operator: Option<String>,
+    /// Upsert chains folded by background squashes.
+    pub squashes: u64,
     /// Bytes in memtables (active and sealed).
     pub memtable_bytes: u64,
     /// Entries in memtables.
@@ -335,6 +359,8 @@ pub(crate) fn collect(db: &DbInner) -> DbStats {
             let probed = load(&c.runs_probed);
             KeyspaceStats {
                 name: ks.name.clone(),
+                merge_operator: ks.merge_operator_name().map(str::to_string),
+                squashes: ks.counters.squashes.load(Ordering::Relaxed),
                 memtable_bytes: version.memtables().map(|m| m.size_bytes()).sum(),
                 memtable_entries: version.memtables().map(|m| m.entries()).sum(),
                 sealed_memtables: version.sealed.len(),
@@ -407,6 +433,18 @@ pub(crate) fn collect(db: &DbInner) -> DbStats {
         read_views: ReadViewStats {
             open,
             oldest_age_ms: oldest.map(|d| d.as_millis() as u64),
+        },
+        transactions: {
+            let counters = &db.conflicts.counters;
+            let (active, tracked_intervals) = db.conflicts.summary();
+            TransactionStats {
+                commits: counters.commits.load(Ordering::Relaxed),
+                rollbacks: counters.rollbacks.load(Ordering::Relaxed),
+                conflicts: counters.conflicts.load(Ordering::Relaxed),
+                sent_to_read_view: counters.sent_to_read_view.load(Ordering::Relaxed),
+                active,
+                tracked_intervals,
+            }
         },
         cache: db.cache.stats(),
         metadata_log_bytes: db.meta.lock().map(|m| m.size_bytes()).unwrap_or(0),

@@ -10,7 +10,7 @@ use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::keyspace::Keyspace;
 
-/// Puts and deletes across keyspaces of one database, applied all together or not at all.
+/// Puts, deletes and upserts across keyspaces of one database, applied all together or not at all.
 ///
 /// Entries get consecutive seqnos in the order they were added; a later entry for the same key
 /// wins. Not thread-safe to build from several threads at once (it is `Send`).
@@ -19,6 +19,8 @@ pub struct WriteBatch {
     db: Db,
     entries: Vec<BatchEntry>,
     foreign: bool,
+    /// An upsert into a keyspace without a merge operator was added.
+    invalid: bool,
 }
 
 impl WriteBatch {
@@ -27,6 +29,7 @@ impl WriteBatch {
             db,
             entries: Vec::new(),
             foreign: false,
+            invalid: false,
         }
     }
 
@@ -57,6 +60,19 @@ impl WriteBatch {
         self.push(keyspace, EntryKind::Put, key.as_ref(), value.as_ref())
     }
 
+    /// Adds an upsert of `operand` to `key` in `keyspace` (see [`Keyspace::upsert`]). A keyspace
+    /// without a merge operator makes [`WriteBatch::commit`] fail with
+    /// [`Error::InvalidArgument`].
+    pub fn upsert(
+        &mut self,
+        keyspace: &Keyspace,
+        key: impl AsRef<[u8]>,
+        operand: impl AsRef<[u8]>,
+    ) -> &mut Self {
+        self.invalid |= keyspace.inner.check_upsert().is_err();
+        self.push(keyspace, EntryKind::Merge, key.as_ref(), operand.as_ref())
+    }
+
     /// Adds a delete of `key` in `keyspace`.
     pub fn delete(&mut self, keyspace: &Keyspace, key: impl AsRef<[u8]>) -> &mut Self {
         self.push(keyspace, EntryKind::Delete, key.as_ref(), b"")
@@ -82,6 +98,11 @@ impl WriteBatch {
         if self.foreign {
             return Err(Error::InvalidArgument(
                 "a write batch mixes keyspaces of different databases".into(),
+            ));
+        }
+        if self.invalid {
+            return Err(Error::InvalidArgument(
+                "a write batch upserts into a keyspace without a merge operator".into(),
             ));
         }
         if self.entries.is_empty() {
