@@ -107,6 +107,9 @@ pub const DEFAULT_BENCHMARKS: &str = "fillseq,fillrandom,overwrite,readrandom,re
 
 /// The keyspace the benchmark uses.
 const KEYSPACE: &str = "bench";
+/// The keyspace of `upsertrandom`'s counters (it needs a merge operator, which the main
+/// keyspace, reopened with `--use-existing`, may not have).
+const COUNTERS_KEYSPACE: &str = "bench_counters";
 
 /// An error of `strata bench`, with its exit code.
 #[derive(Debug)]
@@ -345,7 +348,7 @@ fn is_empty_dir(path: &Path) -> Result<bool, BenchError> {
 struct Session {
     dir: PathBuf,
     options: Options,
-    db: Option<(Db, Keyspace)>,
+    db: Option<(Db, Keyspace, Keyspace)>,
 }
 
 impl Session {
@@ -360,16 +363,25 @@ impl Session {
         let ks = db
             .keyspace(KEYSPACE, KeyspaceOptions::default())
             .map_err(engine)?;
-        self.db = Some((db, ks));
+        let counters = db
+            .keyspace(
+                COUNTERS_KEYSPACE,
+                KeyspaceOptions {
+                    merge_operator: Some(std::sync::Arc::new(strata::merge::Counter)),
+                    ..KeyspaceOptions::default()
+                },
+            )
+            .map_err(engine)?;
+        self.db = Some((db, ks, counters));
         Ok(reopened)
     }
 
     /// Flushes and closes the database if it is open; returns true if it was.
     fn close(&mut self) -> Result<bool, BenchError> {
-        let Some((db, ks)) = self.db.take() else {
+        let Some((db, ks, counters)) = self.db.take() else {
             return Ok(false);
         };
-        drop(ks);
+        drop((ks, counters));
         figures::settle(&db)?;
         db.close().map_err(engine)?;
         Ok(true)
@@ -639,7 +651,7 @@ fn run_workloads(args: &RunArgs) -> Result<(), BenchError> {
         }
         let mode = w.wal_mode(requested);
         let reopened = session.ensure(mode)?;
-        let Some((db, ks)) = &session.db else {
+        let Some((db, ks, counters)) = &session.db else {
             return Err(BenchError::Other("the database is not open".into()));
         };
         if args.use_existing && !counted {
@@ -653,7 +665,9 @@ fn run_workloads(args: &RunArgs) -> Result<(), BenchError> {
             )
         });
         let cx = Context {
+            db,
             ks,
+            counters,
             num: args.num,
             reads: args.reads,
             threads: args.threads,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
-use strata::{Keyspace, WalMode};
+use strata::{Db, Keyspace, WalMode};
 
 use super::BenchError;
 
@@ -97,12 +97,6 @@ impl Workload {
     /// Why the workload cannot run yet, if it cannot.
     pub fn skip_reason(self) -> Option<&'static str> {
         match self {
-            Workload::UpsertRandom => {
-                Some("needs merge operators / transactions (not implemented yet)")
-            }
-            Workload::TxnRandom => {
-                Some("needs merge operators / transactions (not implemented yet)")
-            }
             _ => None,
         }
     }
@@ -118,6 +112,8 @@ impl Workload {
                 | Workload::FillSync
                 | Workload::UpdateRandom
                 | Workload::DeleteRandom
+                | Workload::UpsertRandom
+                | Workload::TxnRandom
         )
     }
 
@@ -319,8 +315,12 @@ impl LiveKeys {
 
 /// Everything a workload's threads share.
 pub struct Context<'a> {
+    /// The database under test.
+    pub db: &'a Db,
     /// The keyspace under test.
     pub ks: &'a Keyspace,
+    /// A keyspace with the counter merge operator (`upsertrandom`).
+    pub counters: &'a Keyspace,
     /// Keys in `0..num`.
     pub num: u64,
     /// Lookups per thread for read workloads.
@@ -455,8 +455,9 @@ fn plan(w: Workload, cx: &Context<'_>) -> (u64, usize) {
         | Workload::ReadMissing
         | Workload::SeekRandom
         | Workload::ReadWhileWriting
-        | Workload::UpdateRandom => cx.reads,
-        Workload::UpsertRandom | Workload::TxnRandom => 0,
+        | Workload::UpdateRandom
+        | Workload::UpsertRandom
+        | Workload::TxnRandom => cx.reads,
     };
     (per_thread, threads)
 }
@@ -582,7 +583,46 @@ fn thread_body(
                 }
             }
         }
-        Workload::UpsertRandom | Workload::TxnRandom => {}
+        Workload::UpsertRandom => {
+            // A counter increment per op: no read, the merge operator folds them later.
+            let operand = strata::merge::Counter::operand(1);
+            for _ in 0..ops {
+                cx.keys.write(&mut buf[..ksz], rng.below(cx.num));
+                let t = Instant::now();
+                cx.counters.upsert(&buf[..ksz], operand).map_err(engine)?;
+                if !rec.done(t, ksz + operand.len()) {
+                    break;
+                }
+            }
+        }
+        Workload::TxnRandom => {
+            // A transfer between two random keys: read both, write both, retried on conflict.
+            let mut other = cx.keys.buffer();
+            for _ in 0..ops {
+                let (a, b) = (rng.below(cx.num), rng.below(cx.num));
+                cx.keys.write(&mut buf[..ksz], a);
+                cx.keys.write(&mut other[..ksz], b);
+                let value = values.next_value(vsz).to_vec();
+                let t = Instant::now();
+                let found = cx
+                    .db
+                    .transact(|tx| {
+                        // "found" counts the first key, so it reads as a fraction of ops.
+                        let found = tx.get(cx.ks, &buf[..ksz])?.is_some() as u64;
+                        tx.get(cx.ks, &other[..ksz])?;
+                        tx.put(cx.ks, &buf[..ksz], &value)?;
+                        tx.put(cx.ks, &other[..ksz], &value)?;
+                        Ok(found)
+                    })
+                    .map_err(engine)?;
+                rec.found += found;
+                cx.live.set(a);
+                cx.live.set(b);
+                if !rec.done(t, 2 * (ksz + vsz)) {
+                    break;
+                }
+            }
+        }
     }
     Ok(rec.finish(started))
 }
@@ -748,6 +788,7 @@ pub fn run(w: Workload, cx: &Context<'_>) -> Result<Measured, BenchError> {
             | Workload::ReadWhileWriting
             | Workload::SeekRandom
             | Workload::UpdateRandom
+            | Workload::TxnRandom
     );
     Ok(Measured {
         threads,
