@@ -2,6 +2,9 @@
 //! interleaving of two or three transactions that a serializable database must not let produce
 //! the anomaly. Keys 1 and 2 start at 10 and 20.
 
+// Helpers outside #[test] functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
 use strata::{Db, Error, Keyspace, KeyspaceOptions, Options, Transaction};
 
 fn setup() -> (tempfile::TempDir, Db, Keyspace) {

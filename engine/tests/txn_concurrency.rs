@@ -40,8 +40,8 @@ fn balance(tx: &Transaction, ks: &Keyspace, account: u64) -> strata::Result<i64>
 fn total(tx: &Transaction, ks: &Keyspace) -> i64 {
     tx.iter(ks)
         .map(|r| {
-            let (_, v) = r.unwrap();
-            i64::from_le_bytes(v[..].try_into().unwrap())
+            let (_, v) = r.expect("scan");
+            i64::from_le_bytes(v[..].try_into().expect("8 bytes"))
         })
         .sum()
 }
@@ -157,6 +157,9 @@ enum Step {
 
 type Model = BTreeMap<u8, u32>;
 
+/// Committed transactions in commit order: (wrote something, observations).
+type History = Vec<(bool, Vec<Step>)>;
+
 /// Replays `steps` on `model` (writes applied to a private overlay first); true if every
 /// observation matches. Applies the writes to `model` when `apply`.
 fn replay(model: &mut Model, steps: &[Step], apply: bool) -> bool {
@@ -189,7 +192,7 @@ fn replay(model: &mut Model, steps: &[Step], apply: bool) -> bool {
 }
 
 fn value_of(v: &[u8]) -> u32 {
-    u32::from_le_bytes(v.try_into().unwrap())
+    u32::from_le_bytes(v.try_into().expect("4 bytes"))
 }
 
 /// Random concurrent transactions over a few keys. Commits are serialized by a test lock so
@@ -201,7 +204,7 @@ fn committed_transactions_replay_serially() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), Options::default()).unwrap();
     let ks = db.keyspace("t", KeyspaceOptions::default()).unwrap();
-    let history: Arc<Mutex<Vec<(bool, Vec<Step>)>>> = Arc::new(Mutex::new(Vec::new()));
+    let history: Arc<Mutex<History>> = Arc::new(Mutex::new(Vec::new()));
     let conflicts = Arc::new(AtomicU64::new(0));
     let mut handles = Vec::new();
     for t in 0..4u64 {

@@ -1,6 +1,9 @@
 //! Upserts with merge operators: a model test with dumps, compactions, crashes and reopens;
 //! squashing of hot chains; operator bookkeeping; rejected operands.
 
+// Helpers outside #[test] functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -34,9 +37,7 @@ fn open(fs: &MemFs) -> (Db, Keyspace) {
 }
 
 fn value(ks: &Keyspace, key: &[u8]) -> Option<i64> {
-    ks.get(key)
-        .unwrap()
-        .map(|v| Counter::decode(&v).unwrap())
+    ks.get(key).unwrap().map(|v| Counter::decode(&v).unwrap())
 }
 
 #[derive(Debug, Clone)]
@@ -173,7 +174,11 @@ fn hot_counters_are_squashed_in_the_background() {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     assert_eq!(value(&ks, b"hot"), Some(1000));
-    assert_eq!(snapshot.get(&ks, "hot").unwrap(), None, "older views are untouched");
+    assert_eq!(
+        snapshot.get(&ks, "hot").unwrap(),
+        None,
+        "older views are untouched"
+    );
     drop(ks);
     db.close().unwrap();
     let (_db, ks) = open(&fs);
@@ -206,10 +211,16 @@ fn the_operator_name_is_stored_and_checked() {
     ));
     let ks = db.keyspace("counters", counter_options()).unwrap();
     assert_eq!(value(&ks, b"k"), Some(5));
-    assert_eq!(db.stats().keyspaces[0].merge_operator.as_deref(), Some("strata.counter"));
+    assert_eq!(
+        db.stats().keyspaces[0].merge_operator.as_deref(),
+        Some("strata.counter")
+    );
 
     let plain = db.keyspace("plain", KeyspaceOptions::default()).unwrap();
-    assert!(matches!(plain.upsert("k", "x"), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        plain.upsert("k", "x"),
+        Err(Error::InvalidArgument(_))
+    ));
     let mut batch = db.batch();
     batch.upsert(&plain, "k", "x");
     assert!(matches!(batch.commit(), Err(Error::InvalidArgument(_))));
@@ -233,7 +244,9 @@ fn a_rejected_operand_fails_only_its_key_and_survives_compaction() {
         assert_eq!(value(&ks, b"a"), Some(1));
         assert_eq!(value(&ks, b"c"), Some(3));
         let scanned: Vec<_> = ks.iter().collect();
-        assert!(scanned.iter().any(|r| matches!(r, Err(Error::Merge { .. }))));
+        assert!(scanned
+            .iter()
+            .any(|r| matches!(r, Err(Error::Merge { .. }))));
         // Compaction keeps the bad chain and folds the good ones.
         ks.compact().unwrap();
     }
