@@ -19,7 +19,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use mem::{FaultKind, MemFs};
+pub use mem::{FaultKind, MemFs, TracedOp};
 pub use real::RealFs;
 pub use strata_sstable::ReadAt;
 
@@ -102,8 +102,10 @@ pub trait Fs: Send + Sync + fmt::Debug + 'static {
 /// The first I/O error; the temporary file may be left behind (recovery removes strays).
 pub fn write_atomic(fs: &dyn Fs, path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = temp_path(path);
-    if fs.exists(&tmp) {
-        fs.remove_file(&tmp)?;
+    // Not `Fs::exists` first: it answers `false` for any error.
+    match fs.remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
     }
     let mut file = fs.create_new(&tmp)?;
     file.write_all(bytes)?;
