@@ -233,24 +233,30 @@ fn install(fs: &dyn Fs, dir: &Path, path: &Path, image: &[u8]) -> Result<(), (bo
     let tmp = temp_path(path);
     let write_tmp = || -> Result<()> {
         let io = |e| Error::io(&tmp, e);
-        if fs.exists(&tmp) {
-            fs.remove_file(&tmp).map_err(io)?;
-        }
+        remove_if_present(fs, &tmp).map_err(io)?;
         let mut file = fs.create_new(&tmp).map_err(io)?;
         file.write_all(image).map_err(io)?;
         file.flush().map_err(io)?;
         file.sync_data().map_err(io)
     };
     if let Err(e) = write_tmp() {
-        if fs.exists(&tmp) {
-            // Best effort: a leftover is removed by the next open.
-            let _ = fs.remove_file(&tmp);
-        }
+        // Best effort: a leftover is removed by the next open.
+        let _ = remove_if_present(fs, &tmp);
         return Err((false, e));
     }
     fs.rename(&tmp, path)
         .map_err(|e| (true, Error::io(path, e)))?;
     fs.sync_dir(dir).map_err(|e| (true, Error::io(dir, e)))
+}
+
+/// Removes `path` and says whether it was there; a missing file is fine. (Not `Fs::exists`
+/// first: it answers `false` for any error, as `Path::exists` does.)
+fn remove_if_present(fs: &dyn Fs, path: &Path) -> std::io::Result<bool> {
+    match fs.remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 impl MetaLog {
@@ -271,12 +277,17 @@ impl MetaLog {
     ) -> Result<MetaLog> {
         let path = dir.join(LOG_FILE);
         let tmp = temp_path(&path);
-        if fs.exists(&tmp) {
-            log::info!("removing {} left by an interrupted rewrite", tmp.display());
-            fs.remove_file(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        if remove_if_present(&*fs, &tmp).map_err(|e| Error::io(&tmp, e))? {
+            log::info!("removed {} left by an interrupted rewrite", tmp.display());
         }
-        let state = if fs.exists(&path) {
-            let bytes = fs.read_file(&path).map_err(|e| Error::io(&path, e))?;
+        // Only a log that is certainly missing is created: deciding from `Fs::exists`, which
+        // answers `false` for any error, would let one failed `stat` replace the whole log.
+        let existing = match fs.read_file(&path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let state = if let Some(bytes) = existing {
             let contents = scan(&path, &bytes)?;
             let mut state = MetaState::default();
             for (offset, records) in &contents.frames {
