@@ -99,6 +99,9 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<DbInner> {
     let mut closed = Vec::new();
     let mut quota_used = 0u64;
     let mut replayed = 0u64;
+    // Records missing as a whole (a segment cut at a record boundary) are found by their seqnos.
+    let max_dumped = state.keyspaces.values().map(|k| k.dumped_seqno).max();
+    let mut chain = wal::SeqnoChain::new(max_dumped.unwrap_or(0), mode);
     for (i, segment) in segments.iter().enumerate() {
         let is_last = i + 1 == segments.len();
         let contents = wal::read_segment(fs.as_ref(), &segment.path, segment.id, is_last, mode)?;
@@ -112,11 +115,30 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<DbInner> {
             let decoded = batch::decode(&record.payload).map_err(|what| {
                 Error::corruption(&segment.path, record.offset, format!("WAL batch: {what}"))
             })?;
+            chain.record(
+                &segment.path,
+                record.offset,
+                decoded.first_seqno,
+                record.last_seqno,
+            )?;
             replayed += 1;
             for (j, entry) in decoded.entries.iter().enumerate() {
                 let seqno = decoded.first_seqno + j as u64;
                 max_seqno = max_seqno.max(seqno);
                 let Some(ks) = registry.by_id.get(&entry.keyspace) else {
+                    if entry.keyspace >= state.next_keyspace_id {
+                        // A keyspace is logged before any write to it: the log lost it.
+                        return Err(lost_metadata(
+                            &meta,
+                            format!(
+                                "the WAL record at offset {} of {} writes to keyspace id {}, \
+                                 which the metadata log never created",
+                                record.offset,
+                                segment.path.display(),
+                                entry.keyspace
+                            ),
+                        ));
+                    }
                     continue;
                 };
                 let dumped = state
@@ -128,8 +150,11 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<DbInner> {
                 }
             }
         }
+        chain.segment_end(&segment.path, contents.valid_len);
         match wal::repair_torn_tail(fs.as_ref(), dir, segment, &contents)? {
             wal::TailRepair::Removed => continue,
+            // A truncation is durable; an untouched last segment may not be.
+            wal::TailRepair::Clean if is_last => wal::sync_segment(fs.as_ref(), segment)?,
             wal::TailRepair::Clean | wal::TailRepair::Truncated(_) => {}
         }
         closed.push((segment.id, contents.last_seqno()));
@@ -298,6 +323,16 @@ fn open_run_checked(
     open_run(fs, cache, ks, path)
 }
 
+/// The error for a metadata log that lost records (durable frames cut off its end): named after
+/// the log, at its end, where the records are missing.
+fn lost_metadata(meta: &MetaLog, what: String) -> Error {
+    Error::corruption(
+        meta.path(),
+        meta.size_bytes(),
+        format!("{what}: the log has lost records"),
+    )
+}
+
 /// Deletes files of prepared and dropped runs (logging `ForgetRun`), temporary files, and run
 /// files the log does not know.
 fn remove_garbage(fs: &Arc<dyn fs::Fs>, dir: &Path, meta: &mut MetaLog) -> Result<()> {
@@ -313,7 +348,24 @@ fn remove_garbage(fs: &Arc<dyn fs::Fs>, dir: &Path, meta: &mut MetaLog) -> Resul
         }
     }
     let known = meta.state().known_runs();
-    for name in fs.list_dir(dir).map_err(|e| Error::io(dir, e))? {
+    let names = fs.list_dir(dir).map_err(|e| Error::io(dir, e))?;
+    // Every run is prepared in the log before its file is created, and ids are never reused: a
+    // run file the log has no id for yet means the log lost records. Deleting it as a stray would
+    // destroy data; refuse instead.
+    let next_run_id = meta.state().next_run_id;
+    if let Some(name) = names
+        .iter()
+        .find(|n| parse_run_file_name(n).is_some_and(|id| id >= next_run_id))
+    {
+        return Err(lost_metadata(
+            meta,
+            format!(
+                "run file {name} exists, but the metadata log never prepared it (its next run \
+                 id is {next_run_id})"
+            ),
+        ));
+    }
+    for name in names {
         let stray_run = parse_run_file_name(&name).is_some_and(|id| !known.contains(&id));
         let temporary = name.ends_with(".tmp") && name != format!("{LOG_FILE}.tmp");
         if stray_run || temporary {

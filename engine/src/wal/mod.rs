@@ -13,6 +13,7 @@
 //! (`is_last` for the newest) and repairs a torn tail of the last one with
 //! [`repair_torn_tail`] before writing anything.
 
+mod chain;
 mod format;
 mod reader;
 mod writer;
@@ -24,6 +25,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 // Part of the API for the engine, which does not use all of it yet.
+pub(crate) use chain::SeqnoChain;
 #[allow(unused_imports)]
 pub(crate) use format::MAX_PAYLOAD_LEN;
 #[allow(unused_imports)]
@@ -117,6 +119,19 @@ fn remove_file_durably(fs: &dyn Fs, dir: &Path, path: &Path) -> Result<()> {
         Err(e) => return Err(Error::io(path, e)),
     }
     fs.sync_dir(dir).map_err(|e| Error::io(dir, e))
+}
+
+/// Syncs segment `segment` as it is. Recovery calls it for the last segment, whose records may
+/// not be durable yet (a `WalMode::Write` commit, or a poisoned writer, that a process crash
+/// interrupted): once replayed they are visible, and a later sync of the next segment must not
+/// leave them behind, or a power loss would keep newer commits and lose these.
+///
+/// # Errors
+/// [`Error::Io`] naming the segment.
+pub(crate) fn sync_segment(fs: &dyn Fs, segment: &SegmentFile) -> Result<()> {
+    let io = |e| Error::io(&segment.path, e);
+    let mut file = fs.open_append(&segment.path).map_err(io)?;
+    file.sync_data().map_err(io)
 }
 
 /// What [`repair_torn_tail`] did.
