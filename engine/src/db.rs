@@ -77,6 +77,8 @@ pub(crate) struct DbInner {
     pub read_views: ReadViews,
     /// Open transactions' read sets and the commits they must be checked against.
     pub conflicts: crate::txn::ConflictManager,
+    /// Loaded space schemas.
+    pub spaces: crate::space::SpaceRegistry,
     pub quota: crate::quota::Quota,
     pub regulator: crate::regulator::Regulator,
     pub reaper: Arc<Reaper>,
@@ -191,7 +193,8 @@ impl Db {
                 end: None,
             },
         ])?;
-        drop(meta);
+        // The metadata lock is held until the keyspace is registered, so a concurrent creator
+        // of the same name finds it in the registry instead of in the log only.
         let version = TreeVersion {
             active: Arc::new(Memtable::new(0)),
             sealed: Vec::new(),
@@ -217,6 +220,8 @@ impl Db {
             .unwrap_or_else(|p| p.into_inner());
         registry.by_name.insert(name.to_string(), id);
         registry.by_id.insert(id, Arc::clone(&inner));
+        drop(registry);
+        drop(meta);
         Ok(Keyspace {
             db: self.clone(),
             inner,
@@ -297,6 +302,36 @@ impl Db {
     /// The last attempt's error; whatever `body` returns.
     pub fn transact<T>(&self, body: impl FnMut(&mut Transaction) -> Result<T>) -> Result<T> {
         crate::txn::transact(self, self.inner.options.transaction_attempts, body)
+    }
+
+    /// Creates a space of MessagePack tuples with the indexes `def` lists (the first is the
+    /// primary); its schema is stored in the `_schema` keyspace.
+    ///
+    /// # Errors
+    /// [`Error::SpaceExists`]; [`Error::Tuple`] for a wrong definition (naming what is wrong).
+    pub fn create_space(&self, name: &str, def: crate::SpaceDef) -> Result<crate::Space> {
+        crate::space::create_space(self, name, def)
+    }
+
+    /// A handle to an existing space.
+    ///
+    /// # Errors
+    /// [`Error::SpaceNotFound`].
+    pub fn space(&self, name: &str) -> Result<crate::Space> {
+        crate::space::open_space(self, name)
+    }
+
+    /// Drops a space, its tuples and its indexes.
+    ///
+    /// # Errors
+    /// [`Error::SpaceNotFound`].
+    pub fn drop_space(&self, name: &str) -> Result<()> {
+        crate::space::drop_space(self, name)
+    }
+
+    /// The names of every space, sorted.
+    pub fn space_names(&self) -> Result<Vec<String>> {
+        crate::space::space_names(self)
     }
 
     /// A read view of everything committed so far. Reads through it never see later commits.
@@ -385,6 +420,7 @@ impl DbInner {
             commit: parts.commit,
             read_views: ReadViews::default(),
             conflicts: crate::txn::ConflictManager::default(),
+            spaces: crate::space::SpaceRegistry::default(),
             quota,
             regulator: crate::regulator::Regulator::new(),
             reaper: parts.reaper,

@@ -118,6 +118,33 @@ pub enum Error {
         /// Which operation found the conflict.
         reason: String,
     },
+    /// A tuple, key, space definition or update operation is invalid; the error names the
+    /// field, index or operation.
+    #[error(transparent)]
+    Tuple(#[from] crate::space::TupleError),
+    /// An insert (or an update, replace or index build) would give two tuples the same key in
+    /// a unique index.
+    #[error("duplicate key in unique index {index:?} of space {space:?}")]
+    DuplicateKey {
+        /// The space.
+        space: String,
+        /// The unique index.
+        index: String,
+    },
+    /// No space has this name.
+    #[error("space {0:?} does not exist")]
+    SpaceNotFound(String),
+    /// A space with this name already exists.
+    #[error("space {0:?} already exists")]
+    SpaceExists(String),
+    /// The space has no index of this name.
+    #[error("space {space:?} has no index {index:?}")]
+    IndexNotFound {
+        /// The space.
+        space: String,
+        /// The index name asked for.
+        index: String,
+    },
     /// A transaction's buffered writes exceed `Options::max_transaction_bytes`.
     #[error("transaction buffers {bytes} bytes of writes, above the limit of {limit} bytes")]
     TransactionTooLarge {

@@ -58,7 +58,7 @@ mod read;
 mod recovery;
 mod regulator;
 mod snapshot;
-mod space;
+pub mod space;
 mod stats;
 mod txn;
 mod version;
@@ -73,6 +73,9 @@ pub use keyspace::{Key, Keyspace, Value};
 pub use merge::MergeOperator;
 pub use options::{KeyspaceOptions, Options, WalMode, WalRecovery};
 pub use snapshot::Snapshot;
+pub use space::{
+    FieldType, IndexDef, IteratorType, Space, SpaceDef, SpaceTx, Tuple, TupleError, UpdateOp,
+};
 pub use stats::{
     DbStats, KeyspaceStats, LevelStats, MemoryStats, RangeStats, ReadViewStats, TransactionStats,
     WalStats, WriteAmplificationByLevel,

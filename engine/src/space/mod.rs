@@ -11,10 +11,8 @@
 //!   fields), serde conversions.
 //! - [`update`]: Tarantool's update operations, `update` and `upsert` semantics.
 //! - [`error`]: [`TupleError`], the one error type of all of the above.
-// Nothing outside uses these yet (the crate root will re-export them), hence the allows.
-#![allow(dead_code, unused_imports)]
-
 pub mod error;
+mod handle;
 pub mod key;
 pub mod schema;
 pub mod tuple;
@@ -27,3 +25,6 @@ pub use schema::{
 };
 pub use tuple::{IndexEntry, Uuid};
 pub use update::{UpdateOp, UpsertOutcome};
+
+pub(crate) use handle::{create_space, drop_space, open_space, space_names, SpaceRegistry};
+pub use handle::{Pairs, Space, SpaceTx, Tuple};
