@@ -31,12 +31,21 @@
 //!   range and bloom filter); iterators merge every source with a heap and resolve each key to its
 //!   newest version at their read seqno. A [`Snapshot`] pins a seqno; an [`Iter`] pins the tree
 //!   version it reads.
+//! - **Transactions** ([`Transaction`], `txn`): buffered writes committed as one batch; reads
+//!   recorded as key intervals; every commit is checked against open transactions under the
+//!   commit lock (vinyl's rule: a reader whose reads were overwritten is doomed if it wrote,
+//!   else sent to a read view).
+//! - **Upserts** ([`merge`]): Merge entries folded by the keyspace's [`MergeOperator`] in
+//!   reads, in compaction, and by background squashes of long memtable chains.
+//! - **Spaces** ([`space`]): MessagePack tuples with typed primary and secondary indexes, each
+//!   index a keyspace, every operation one transaction.
 //! - **Recovery** (`recovery`): replay the metadata log, delete files of unfinished runs, open
 //!   the live runs, replay WAL records newer than each keyspace's dumped seqno.
 //! - **Files** go through the [`fs::Fs`] trait: the real file system, or an in-memory one that
 //!   simulates crashes and injects faults in tests.
 //!
-//! File formats: `sstable/FORMAT.md` (runs), `engine/WAL.md`, `engine/METADATA.md`.
+//! File formats: `sstable/FORMAT.md` (runs), `engine/WAL.md`, `engine/METADATA.md`,
+//! `engine/SPACES.md` (index keys and the space catalogue).
 
 mod batch;
 mod commit;

@@ -4,7 +4,7 @@
 //! read of the key collects the operands above the key's newest Put or Delete (its *base*) and
 //! asks the keyspace's [`MergeOperator`] to fold them; compaction folds chains whose base it can
 //! see (`strata_compaction::VersionGc`), and a memtable chain longer than
-//! [`SQUASH_CHAIN_LENGTH`] is folded in the background (vinyl's upsert squash), so a hot
+//! 128 operands is folded in the background (vinyl's upsert squash), so a hot
 //! counter never makes reads replay a long chain.
 //!
 //! The built-in operators are FoundationDB's atomic operations: [`Counter`] (signed 64-bit

@@ -52,10 +52,15 @@ pub struct Savepoint {
     writes: usize,
 }
 
-/// A transaction: see the [module documentation](self) and [`crate::Db::begin`].
+/// A serializable optimistic transaction: begun by [`crate::Db::begin`] or
+/// [`crate::Db::begin_read_only`]. It buffers its writes (charged to the memory quota) and commits
+/// them as one batch; its reads see its own writes over the newest committed state and are
+/// recorded, so a commit that overwrites them makes this transaction fail with
+/// [`Error::Conflict`] if it wrote, or keep reading the view from before that commit if it only
+/// read. Savepoints mark positions in its writes.
 ///
-/// Not `Sync`: use it from one thread at a time (it is `Send`). Dropping it without committing
-/// rolls it back.
+/// `Send + Sync`: reads take `&self`, writes `&mut self`. Dropping it without committing rolls
+/// it back.
 pub struct Transaction {
     db: Db,
     kind: Kind,
