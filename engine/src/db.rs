@@ -280,6 +280,31 @@ impl Db {
         WriteBatch::new(self.clone())
     }
 
+    /// A handle to an existing keyspace whatever its options, for tools that inspect databases
+    /// they did not create. A built-in merge operator ([`crate::merge::builtin`]) is attached
+    /// automatically; with any other, reads of keys holding upsert operands fail with
+    /// [`Error::Merge`] (plain values read normally).
+    ///
+    /// # Errors
+    /// [`Error::KeyspaceNotFound`].
+    pub fn existing_keyspace(&self, name: &str) -> Result<Keyspace> {
+        self.inner.check_open()?;
+        let inner = self
+            .inner
+            .keyspace_by_name(name)
+            .ok_or_else(|| Error::KeyspaceNotFound(name.to_string()))?;
+        if let Some(operator) = inner.merge_operator_name().and_then(crate::merge::builtin) {
+            inner.attach_merge_operator(&KeyspaceOptions {
+                merge_operator: Some(operator),
+                ..KeyspaceOptions::default()
+            })?;
+        }
+        Ok(Keyspace {
+            db: self.clone(),
+            inner,
+        })
+    }
+
     /// Begins a serializable read-write transaction (see [`Transaction`]): it reads the newest
     /// committed state plus its own writes, and commits atomically or fails with
     /// [`Error::Conflict`] if another commit overwrote something it read.

@@ -61,6 +61,17 @@ impl PartialEq for dyn MergeOperator {
     }
 }
 
+/// The built-in operator with this name ([`Counter`], [`Append`], [`Min`], [`Max`]), if any.
+pub fn builtin(name: &str) -> Option<Arc<dyn MergeOperator>> {
+    let all: [Arc<dyn MergeOperator>; 4] = [
+        Arc::new(Counter),
+        Arc::new(Append),
+        Arc::new(Min),
+        Arc::new(Max),
+    ];
+    all.into_iter().find(|op| op.name() == name)
+}
+
 /// Folds a chain: `operands` newest first (as read), onto `base`.
 pub(crate) fn fold(
     operator: &dyn MergeOperator,
@@ -337,6 +348,22 @@ mod tests {
             let stepwise = op.full_merge(b"k", Some(&3i64.to_le_bytes()), &[refs[0], &partial]);
             assert_eq!(whole, stepwise, "{}", op.name());
         }
+    }
+
+    #[test]
+    fn builtins_are_found_by_name() {
+        for name in [
+            "strata.counter",
+            "strata.append",
+            "strata.min",
+            "strata.max",
+        ] {
+            assert_eq!(
+                builtin(name).map(|op| op.name().to_string()).as_deref(),
+                Some(name)
+            );
+        }
+        assert!(builtin("user.thing").is_none());
     }
 
     #[test]

@@ -209,6 +209,13 @@ fn the_operator_name_is_stored_and_checked() {
         db.keyspace("counters", KeyspaceOptions::default()),
         Err(Error::MergeOperatorMismatch { .. })
     ));
+    // Tools open keyspaces they did not create: built-in operators come along.
+    let raw = db.existing_keyspace("counters").unwrap();
+    assert_eq!(value(&raw, b"k"), Some(5));
+    assert!(matches!(
+        db.existing_keyspace("nope"),
+        Err(Error::KeyspaceNotFound(_))
+    ));
     let ks = db.keyspace("counters", counter_options()).unwrap();
     assert_eq!(value(&ks, b"k"), Some(5));
     assert_eq!(

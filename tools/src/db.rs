@@ -228,7 +228,7 @@ fn keyspace(db: &Db, name: &str) -> CliResult<Keyspace> {
             }
         )));
     }
-    Ok(db.keyspace(name, KeyspaceOptions::default())?)
+    Ok(db.existing_keyspace(name)?)
 }
 
 fn close(db: Db) -> CliResult {
