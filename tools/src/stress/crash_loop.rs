@@ -390,7 +390,7 @@ pub fn run(args: &CrashLoopArgs) -> Result<(), StressError> {
         .map_err(|e| StressError::Other(format!("creating {}: {e}", args.db.display())))?;
     println!(
         "crash-loop: {} cycles, seed {seed}, keys {}, up to {} threads, runs of {}..={} ms, \
-         WAL modes {}, a new database every {} cycles, work directory {}",
+         WAL modes {}, {}, work directory {}",
         args.cycles,
         args.keys,
         args.threads,
@@ -398,9 +398,9 @@ pub fn run(args: &CrashLoopArgs) -> Result<(), StressError> {
         args.max_run_ms,
         args.wal_modes,
         if args.fresh_every == 0 {
-            "∞".to_string()
+            "one database".to_string()
         } else {
-            args.fresh_every.to_string()
+            format!("a new database every {} cycles", args.fresh_every)
         },
         args.db.display()
     );
