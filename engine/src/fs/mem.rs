@@ -68,6 +68,9 @@ pub struct TracedOp {
     pub path: PathBuf,
     /// The fault injected into it, if any.
     pub fault: Option<FaultKind>,
+    /// The name of the thread that called it (empty for an unnamed thread), to tell apart
+    /// operations of concurrent background work.
+    pub thread: String,
 }
 
 #[derive(Debug, Default)]
@@ -121,6 +124,10 @@ impl State {
                 name,
                 path: path.to_path_buf(),
                 fault,
+                thread: std::thread::current()
+                    .name()
+                    .unwrap_or_default()
+                    .to_string(),
             });
         }
         fault
@@ -1505,6 +1512,11 @@ mod tests {
             .iter()
             .map(|t| (t.index - start, t.name, t.path.to_str().unwrap(), t.fault))
             .collect();
+        let thread = std::thread::current()
+            .name()
+            .unwrap_or_default()
+            .to_string();
+        assert!(trace.iter().all(|t| t.thread == thread));
         assert_eq!(
             got,
             vec![
