@@ -163,6 +163,41 @@ impl Page {
     fn restart(&self, i: usize) -> usize {
         read_u32_le(&self.data, self.entries_end + 4 * i).unwrap_or(u32::MAX) as usize
     }
+
+    /// Checks what [`Page::parse`] leaves to the checksum, for `Run::verify`: every restart
+    /// points at the start of an entry (walking from the first) that stores its whole key. Reads
+    /// start at restarts (seeks, backward steps), so a restart into the middle of an entry would
+    /// make them decode bytes the forward scan never sees. O(entries + restarts).
+    pub(crate) fn check_restarts(&self) -> DecodeResult<()> {
+        let mut cursor = PageCursor::new(self.clone());
+        cursor.seek_to_first()?;
+        // Restart 0 is offset 0, the first entry (checked by `parse`); both sequences ascend,
+        // so a restart passed without meeting an entry start points into an entry.
+        let mut next_restart = 1;
+        while let Some(pos) = cursor.pos() {
+            if next_restart < self.n_restarts && self.restart(next_restart) < pos {
+                return Err(DecodeError::new(format!(
+                    "restart {next_restart} at offset {} is not the start of an entry",
+                    self.restart(next_restart)
+                )));
+            }
+            if next_restart < self.n_restarts && self.restart(next_restart) == pos {
+                next_restart += 1;
+            }
+            cursor.next()?;
+        }
+        if next_restart < self.n_restarts {
+            return Err(DecodeError::new(format!(
+                "restart {next_restart} at offset {} is past the last entry",
+                self.restart(next_restart)
+            )));
+        }
+        for i in 0..self.n_restarts {
+            // A restart entry must decode with no previous key (shared = 0).
+            PageCursor::new(self.clone()).seek_to_restart(i)?;
+        }
+        Ok(())
+    }
 }
 
 /// A position inside a [`Page`]. Invalid until positioned; decoding errors leave it invalid.
@@ -427,6 +462,29 @@ mod tests {
         assert!(!c.valid());
         c.seek_for_prev(b"zzz", 0).unwrap();
         assert_eq!(c.key(), b"key0019");
+    }
+
+    #[test]
+    fn check_restarts_finds_restarts_off_entry_boundaries() {
+        let good = build(20, 4);
+        good.check_restarts().unwrap();
+        // Entry 1 of a page with restart interval 1 starts where restart 1 points; move it one
+        // byte into the entry.
+        let mut raw = good_raw(6, 1);
+        let n = raw.len();
+        let restart1 = n - 4 - 4 * 6 + 4;
+        let bad_offset = u32::from_le_bytes(raw[restart1..restart1 + 4].try_into().unwrap()) + 1;
+        raw[restart1..restart1 + 4].copy_from_slice(&bad_offset.to_le_bytes());
+        let page = Page::parse(Bytes::from(raw)).unwrap();
+        assert!(page.check_restarts().is_err());
+    }
+
+    fn good_raw(n: u32, interval: usize) -> Vec<u8> {
+        let mut b = PageBuilder::new(interval);
+        for i in 0..n {
+            b.add(format!("key{i:04}").as_bytes(), 9, EntryKind::Put, b"v");
+        }
+        b.finish()
     }
 
     #[test]

@@ -100,6 +100,9 @@ impl Run {
                     continue;
                 }
             };
+            if let Err(e) = page.check_restarts() {
+                report.problem(handle.offset, format!("page {index}: {}", e.0));
+            }
             let mut cursor = PageCursor::new(page);
             let mut step = cursor.seek_to_first();
             let mut count = 0u32;

@@ -11,7 +11,8 @@ use std::cmp::Ordering;
 use bytes::Bytes;
 use strata::sstable::compare_internal;
 use strata::sstable::fuzz_support::{
-    decompress_payload, page_entries_backward, page_entries_forward, page_seek, PageEntry,
+    decompress_payload, page_entries_backward, page_entries_forward, page_entry_offsets, page_seek,
+    PageEntry,
 };
 
 /// Entries decoded at most per direction (a raw page entry takes at least 5 bytes).
@@ -46,26 +47,57 @@ pub(crate) fn run(data: &[u8]) {
     }
 }
 
+/// The restart offsets of a raw page (`FORMAT.md` §5: `restart[n] u32 LE` then `n u32 LE` at
+/// the end), if the array fits.
+fn restarts(raw: &[u8]) -> Option<Vec<usize>> {
+    let count_at = raw.len().checked_sub(4)?;
+    let n = u32::from_le_bytes(raw[count_at..].try_into().ok()?) as usize;
+    let start = count_at.checked_sub(n.checked_mul(4)?)?;
+    Some(
+        raw[start..count_at]
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize)
+            .collect(),
+    )
+}
+
+/// True if every restart points at an entry of the forward decoding that stores its whole key
+/// (`shared`, the entry's first varint, is a single zero byte): what a writer guarantees and a
+/// page checksum vouches for. Only then do backward steps and seeks (which start from
+/// restarts) have to agree with the forward decoding; otherwise they may fail or differ, but
+/// must not panic.
+fn restarts_point_at_entries(raw: &[u8]) -> bool {
+    let Ok(offsets) = page_entry_offsets(Bytes::copy_from_slice(raw), MAX_ENTRIES) else {
+        return false;
+    };
+    restarts(raw).is_some_and(|r| {
+        r.iter()
+            .all(|&o| offsets.binary_search(&o).is_ok() && raw.get(o) == Some(&0))
+    })
+}
+
 fn decode(raw: Bytes) {
     let forward = page_entries_forward(raw.clone(), MAX_ENTRIES);
     let backward = page_entries_backward(raw.clone(), MAX_ENTRIES);
-    if let (Ok(f), Ok(b)) = (&forward, &backward) {
-        if f.len() < MAX_ENTRIES {
-            assert!(
-                f.iter().eq(b.iter().rev()),
-                "forward and backward decoding of a page disagree ({} vs {} entries)",
-                f.len(),
-                b.len()
-            );
-        }
-    }
     let entries: &[PageEntry] = match (&forward, &backward) {
         (Ok(f), _) => f,
         (_, Ok(b)) => b,
         _ => &[],
     };
-    let sorted = forward.is_ok()
-        && entries.len() < MAX_ENTRIES
+    let well_formed =
+        forward.is_ok() && entries.len() < MAX_ENTRIES && restarts_point_at_entries(&raw);
+    if well_formed {
+        let Ok(b) = &backward else {
+            panic!("a well-formed page decodes forward but not backward: {backward:?}");
+        };
+        assert!(
+            entries.iter().eq(b.iter().rev()),
+            "forward and backward decoding of a page disagree ({} vs {} entries)",
+            entries.len(),
+            b.len()
+        );
+    }
+    let sorted = well_formed
         && entries
             .windows(2)
             .all(|w| compare_internal(&w[0].0, w[0].1, &w[1].0, w[1].1) == Ordering::Less);
@@ -88,7 +120,7 @@ fn decode(raw: Bytes) {
         if !sorted {
             continue;
         }
-        // A sorted page that decodes end to end: seeks must land where the entry list says.
+        // A well-formed, sorted page: seeks must land where the entry list says.
         let want_at = entries
             .iter()
             .find(|e| compare_internal(&e.0, e.1, &key, seqno) != Ordering::Less)

@@ -76,7 +76,7 @@ impl Template {
 
     /// Unpacks [`Template::pack`]'s output and reads the contents by opening the database.
     fn unpack(mut packed: &[u8]) -> Result<Template, String> {
-        let mut take = |packed: &mut &[u8]| -> Result<Vec<u8>, String> {
+        let take = |packed: &mut &[u8]| -> Result<Vec<u8>, String> {
             let (len, rest) = packed.split_at_checked(4).ok_or("truncated length")?;
             let len = u32::from_le_bytes(len.try_into().map_err(|_| "length")?) as usize;
             let (bytes, rest) = rest.split_at_checked(len).ok_or("truncated file")?;
