@@ -70,6 +70,10 @@ pub struct CrashLoopArgs {
     /// Keep the directories of finished databases (default: delete them once verified).
     #[arg(long)]
     pub keep: bool,
+    /// Do not copy the database before each start-up to DIR/db-NNNN.before (the copy lets a
+    /// failure be replayed on exactly what the kill left; skip it for large databases).
+    #[arg(long)]
+    pub no_copy: bool,
 }
 
 /// What a child printed, as the reader thread saw it.
@@ -308,12 +312,64 @@ fn finish(mut running: Running, kill: bool) -> Result<Ended, StressError> {
     })
 }
 
-fn child_failed(cycle: &str, command: &str, dir: &Path, ended: &Ended, keys: u64) -> StressError {
+/// Where the state a kill left is copied before the next child opens it.
+fn before_path(dir: &Path) -> PathBuf {
+    dir.with_extension("before")
+}
+
+/// Copies the database directory (flat: the engine makes no subdirectories) to
+/// [`before_path`], so that a failing verification can be replayed on exactly what the kill
+/// left: the failing child itself changes the directory (recovery, dumps, compaction).
+fn preserve(dir: &Path) -> Result<(), StressError> {
+    let to = before_path(dir);
+    let io = |what: &str, path: &Path, e: std::io::Error| {
+        StressError::Other(format!("{what} {}: {e}", path.display()))
+    };
+    if to.exists() {
+        std::fs::remove_dir_all(&to).map_err(|e| io("removing", &to, e))?;
+    }
+    if !dir.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&to).map_err(|e| io("creating", &to, e))?;
+    for entry in std::fs::read_dir(dir).map_err(|e| io("listing", dir, e))? {
+        let entry = entry.map_err(|e| io("listing", dir, e))?;
+        let path = entry.path();
+        if path.is_file() {
+            // A file the engine removes between the listing and the copy is simply not copied.
+            match std::fs::copy(&path, to.join(entry.file_name())) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io("copying", &path, e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn child_failed(
+    cycle: &str,
+    command: &str,
+    dir: &Path,
+    ended: &Ended,
+    keys: u64,
+    copied: bool,
+) -> StressError {
     let code = ended.exited.flatten();
+    let replay = if copied {
+        format!(
+            "The state the kill left, before this child opened it, is in {before}; to verify it \
+             again (on a copy: verifying changes it):\n  cp -a {before} /tmp/replay && \
+             strata stress --db /tmp/replay --keys {keys} --duration 0\n",
+            before = before_path(dir).display()
+        )
+    } else {
+        String::new()
+    };
     let message = format!(
         "{cycle}: the child exited by itself with {}:\n{}\n--- its stdout (last lines) ---\n{}\n\
-         --- command ---\n{command}\n\
-         The database and its expected state are kept in {dir}; to verify them again:\n  \
+         --- command ---\n{command}\n{replay}\
+         The database as the child left it is in {dir}; to verify it again:\n  \
          strata stress --db {dir} --keys {keys} --duration 0",
         code.map_or("a signal".to_string(), |c| format!("exit code {c}")),
         ended.stderr.trim_end(),
@@ -342,15 +398,19 @@ fn verify_only(
     label: &str,
     dir: &Path,
     keys: u64,
+    copy: bool,
     totals: &mut Totals,
 ) -> Result<(), StressError> {
     let mut argv = base.to_vec();
     argv.extend(["--duration".into(), "0".into()]);
+    if copy {
+        preserve(dir)?;
+    }
     let running = spawn(&argv)?;
     let command = running.command.clone();
     let ended = finish(running, false)?;
     if ended.exited != Some(Some(0)) {
-        return Err(child_failed(label, &command, dir, &ended, keys));
+        return Err(child_failed(label, &command, dir, &ended, keys, copy));
     }
     totals.add_verification(&ended.view.verified);
     println!(
@@ -404,6 +464,7 @@ pub fn run(args: &CrashLoopArgs) -> Result<(), StressError> {
         },
         args.db.display()
     );
+    let copy = !args.no_copy;
     let started = Instant::now();
     let mut totals = Totals::default();
     let mut current: Option<(PathBuf, Vec<String>)> = None;
@@ -413,11 +474,15 @@ pub fn run(args: &CrashLoopArgs) -> Result<(), StressError> {
         let dir = args.db.join(format!("db-{epoch:04}"));
         if current.as_ref().is_none_or(|(d, _)| *d != dir) {
             if let Some((old, base)) = current.take() {
-                verify_only(&base, "final", &old, args.keys, &mut totals)?;
+                verify_only(&base, "final", &old, args.keys, copy, &mut totals)?;
                 if !args.keep {
-                    std::fs::remove_dir_all(&old).map_err(|e| {
-                        StressError::Other(format!("removing {}: {e}", old.display()))
-                    })?;
+                    for path in [old.clone(), before_path(&old)] {
+                        if path.exists() {
+                            std::fs::remove_dir_all(&path).map_err(|e| {
+                                StressError::Other(format!("removing {}: {e}", path.display()))
+                            })?;
+                        }
+                    }
                 }
             }
             if dir.exists() {
@@ -455,6 +520,9 @@ pub fn run(args: &CrashLoopArgs) -> Result<(), StressError> {
         let startup_kill = rng.chance(args.startup_kill_percent, 100);
         let run_ms = rng.between(args.min_run_ms, args.max_run_ms);
         let label = format!("cycle {}/{}", cycle + 1, args.cycles);
+        if copy {
+            preserve(dir)?;
+        }
         let mut running = spawn(&argv)?;
         let command = running.command.clone();
         let spawned = Instant::now();
@@ -485,7 +553,7 @@ pub fn run(args: &CrashLoopArgs) -> Result<(), StressError> {
         let killed_at = Instant::now();
         let ended = finish(running, true)?;
         if failed || ended.exited.is_some() {
-            return Err(child_failed(&label, &command, dir, &ended, args.keys));
+            return Err(child_failed(&label, &command, dir, &ended, args.keys, copy));
         }
         totals.cycles += 1;
         if startup_kill {
@@ -530,7 +598,7 @@ pub fn run(args: &CrashLoopArgs) -> Result<(), StressError> {
         );
     }
     if let Some((dir, base)) = &current {
-        verify_only(base, "final", dir, args.keys, &mut totals)?;
+        verify_only(base, "final", dir, args.keys, copy, &mut totals)?;
     }
     let secs = started.elapsed().as_secs_f64();
     println!(

@@ -217,11 +217,25 @@ fn read_all(
             let got = ks.get(key_name(key)).map_err(StressError::Engine)?;
             let scan = scanned.remove(&key);
             if got != scan {
+                // Read again: a mismatch that goes away points at a race with a background
+                // dump or compaction rather than at what is on disk.
+                let again = ks.get(key_name(key)).map_err(StressError::Engine)?;
+                let rescan = ks
+                    .range(key_name(key)..=key_name(key))
+                    .next()
+                    .transpose()
+                    .map_err(StressError::Engine)?
+                    .map(|(_, v)| v);
                 failures.push(Failure {
                     key,
                     what: "point lookup against the scan".into(),
                     expected: format!("the scan's {}", describe_found(key, scan.as_deref())),
-                    found: describe_found(key, got.as_deref()),
+                    found: format!(
+                        "{} (read again: lookup {}, one-key scan {})",
+                        describe_found(key, got.as_deref()),
+                        describe_found(key, again.as_deref()),
+                        describe_found(key, rescan.as_deref())
+                    ),
                 });
             }
             if key % 16 == 0 {
