@@ -2,8 +2,8 @@
 //! what the format documents allow (issue 9, "Corruption sweep and I/O errors").
 //!
 //! A pristine database is built once on `MemFs` (`build_pristine`): two keyspaces; keyspace `a`
-//! split into several ranges, each holding runs on three levels (a compacted bottom run and two
-//! dumps above it, 512-byte pages, lz4 and zstd); a WAL tail of several 4 KiB segments that no
+//! split into ranges holding runs on two and three levels (a compacted bottom run and two dumps
+//! above it, 512-byte pages, zstd and lz4); a WAL tail of several 4 KiB segments that no
 //! dump has covered; and the metadata log. Then, for every file and on a fresh
 //! [`MemFs::fork`] of the pristine file system per case:
 //!
@@ -27,7 +27,9 @@
 //!   intact after it drops that frame, and the database must read exactly as when the log is cut
 //!   before its last frame.
 //! - **Runs**: never a torn tail. Every read is the right answer or `Error::Corruption` naming
-//!   the run, at open or at the read; compaction succeeds or reports such an error.
+//!   the run, at open or at the read; compaction succeeds or reports such an error (or
+//!   `Error::Poisoned` whose reason is that error, when a background compaction read the damage
+//!   first).
 //!
 //! Everywhere else (damage that does not change the bytes, or that the formats cannot see, such as
 //! a truncation exactly at a record or frame boundary of a file that is not the last to be
@@ -39,7 +41,7 @@
 //! The default run samples offsets: every `DEFAULT_STRIDE`-th, plus the WAL and metadata-log
 //! headers and the bytes around each record and frame boundary, and a third of each run's footer
 //! (about 5,500 cases, 10-15 s in debug on two busy cores). `STRATA_SWEEP=full` sweeps every offset
-//! (about 116,000 cases, 9 minutes); `STRATA_SWEEP=<n>` every n-th. The test prints the case
+//! (about 116,000 cases, 5 minutes); `STRATA_SWEEP=<n>` every n-th. The test prints the case
 //! counts per outcome and the time taken.
 
 use std::cell::Cell;
