@@ -498,7 +498,11 @@ pub(crate) fn pick(keyspaces: &[Arc<KeyspaceInner>]) -> Option<(Arc<KeyspaceInne
             continue;
         };
         let busy = ks.busy_ranges();
+        let quarantined = ks.quarantined_ranges();
         for range in &ks.current().ranges {
+            if quarantined.contains(&range.id) {
+                continue;
+            }
             let runs = policy_input(range);
             let input = RangeRuns::new(&runs).with_compacting(busy.contains(&range.id));
             if let Some(task) = policy.pick(&input) {

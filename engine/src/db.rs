@@ -222,6 +222,7 @@ impl Db {
         registry.by_id.insert(id, Arc::clone(&inner));
         drop(registry);
         drop(meta);
+        self.inner.propagate_meta_poison();
         Ok(Keyspace {
             db: self.clone(),
             inner,
@@ -244,6 +245,7 @@ impl Db {
         let mut meta = lock(&self.inner.meta);
         meta.commit(vec![MetaRecord::DropKeyspace { id: ks.id }])?;
         drop(meta);
+        self.inner.propagate_meta_poison();
         ks.dropped.store(true, Ordering::Release);
         let version = ks.current();
         for run in version.runs().values() {
@@ -539,10 +541,23 @@ impl DbInner {
                     }
                 });
             ks.clear_busy(range);
-            if let Err(e) = result {
-                self.commit
-                    .poison(format!("compaction of keyspace {:?} failed: {e}", ks.name));
+            match result {
+                Ok(()) => {}
+                // Damaged input is not a durability problem: reads of it keep failing with the
+                // corruption, but writes and every other range go on.
+                Err(e) if e.is_corruption() => {
+                    log::error!(
+                        "strata: compaction of keyspace {:?} met damaged data; range {range} \
+                         is not compacted again until reopened: {e}",
+                        ks.name
+                    );
+                    ks.quarantine(range);
+                }
+                Err(e) => self
+                    .commit
+                    .poison(format!("compaction of keyspace {:?} failed: {e}", ks.name)),
             }
+            self.propagate_meta_poison();
             self.update_regulator();
             if let Err(e) = crate::dump::trim_wal(self) {
                 log::warn!("strata: trimming the WAL: {e}");
@@ -608,8 +623,10 @@ impl DbInner {
                 ks.clear_busy(range.id);
                 rewritten.insert(range.id);
                 if let Err(e) = result {
-                    self.commit
-                        .poison(format!("compaction of keyspace {:?} failed: {e}", ks.name));
+                    if !e.is_corruption() {
+                        self.commit
+                            .poison(format!("compaction of keyspace {:?} failed: {e}", ks.name));
+                    }
                     return Err(e);
                 }
             }
@@ -623,6 +640,16 @@ impl DbInner {
                 .wait_timeout(generation, Duration::from_millis(5));
         }
         Ok(())
+    }
+
+    /// A metadata log poisoned by a failed automatic rewrite (after its commit succeeded)
+    /// poisons the database too: the log's durable name is uncertain, so nothing more may be
+    /// recorded in it (METADATA.md, section 7).
+    pub fn propagate_meta_poison(&self) {
+        let reason = lock(&self.meta).poisoned().map(str::to_string);
+        if let Some(reason) = reason {
+            self.commit.poison(format!("metadata log: {reason}"));
+        }
     }
 
     pub fn check_open(&self) -> Result<()> {
@@ -849,6 +876,7 @@ impl DbInner {
         // the threads stop, or a clean close would lose acknowledged writes.
         // A poisoned database closes (threads stop, the lock is released) but says so: in
         // particular without a WAL, writes that a failed dump did not save are lost.
+        self.propagate_meta_poison();
         let mut result = self.commit.check_poisoned();
         if result.is_ok() && self.options.wal_mode == WalMode::None {
             result = self.flush_unchecked();

@@ -48,6 +48,7 @@ pub(crate) fn worker(db: &Arc<DbInner>, jobs: &crossbeam_channel::Receiver<DumpJ
                     db.commit
                         .poison(format!("dump of keyspace {:?} failed: {e}", ks.name));
                 }
+                db.propagate_meta_poison();
                 let mut generation = db.dump_generation.lock().unwrap_or_else(|p| p.into_inner());
                 *generation += 1;
                 db.dump_done.notify_all();

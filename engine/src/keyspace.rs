@@ -67,6 +67,9 @@ pub(crate) struct KeyspaceInner {
     pub shape: Mutex<()>,
     /// Ranges being compacted.
     compacting: Mutex<BTreeSet<u64>>,
+    /// Ranges whose background compaction met damaged data: not compacted again until the
+    /// database is reopened (reads of the damaged pages keep reporting the corruption).
+    quarantined: Mutex<BTreeSet<u64>>,
     pub dropped: AtomicBool,
     pub run_counters: Arc<RunCounters>,
     pub counters: KeyspaceCounters,
@@ -110,6 +113,7 @@ impl KeyspaceInner {
             dump_lock: Mutex::new(()),
             shape: Mutex::new(()),
             compacting: Mutex::new(BTreeSet::new()),
+            quarantined: Mutex::new(BTreeSet::new()),
             dropped: AtomicBool::new(false),
             run_counters: Arc::new(RunCounters::default()),
             counters: KeyspaceCounters::default(),
@@ -197,6 +201,22 @@ impl KeyspaceInner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&range);
+    }
+
+    /// Stops background compaction of a range whose data is damaged.
+    pub fn quarantine(&self, range: u64) {
+        self.quarantined
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(range);
+    }
+
+    /// The ranges background compaction leaves alone.
+    pub fn quarantined_ranges(&self) -> BTreeSet<u64> {
+        self.quarantined
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The ranges being compacted.

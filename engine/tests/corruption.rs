@@ -505,3 +505,35 @@ fn missing_or_truncated_run_file_is_corruption() {
     let (path, _) = expect_corruption(open(&fs), "truncated run");
     assert_eq!(path, run);
 }
+
+/// Damaged data met by a compaction is reported to whoever asked for the compaction and does
+/// not poison the database: writes and reads of undamaged keys go on.
+#[test]
+fn compacting_a_damaged_run_fails_without_poisoning() {
+    let fs = MemFs::new();
+    let run = db_with_run(&fs);
+    // A byte in the middle of the first data page.
+    fs.corrupt(&run, 40, 0x55).expect("corrupt");
+    let db = open(&fs).expect("open");
+    let ks = db.keyspace("t", ks_options()).expect("keyspace");
+    // A second run, so the compaction has something to merge.
+    ks.put("zzz", "new").expect("put");
+    db.flush().expect("flush");
+    match ks.compact() {
+        Err(e) => assert!(e.is_corruption(), "expected corruption, got {e:?}"),
+        Ok(()) => panic!("compacting a damaged run succeeded"),
+    }
+    ks.put("after", "compaction").expect("writes go on");
+    assert_eq!(
+        ks.get("after").expect("get").as_deref(),
+        Some(&b"compaction"[..])
+    );
+    assert_eq!(
+        ks.get(key(RUN_KEYS - 1))
+            .expect("an undamaged page")
+            .as_deref(),
+        Some(run_value(RUN_KEYS - 1).as_bytes())
+    );
+    drop(ks);
+    db.close().expect("a clean close: nothing was poisoned");
+}
