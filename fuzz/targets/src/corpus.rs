@@ -92,11 +92,17 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     std::fs::write(dir.join(name), bytes)
 }
 
+/// Removes the generated files of a corpus directory; `regression-*` files (fuzzer findings,
+/// added by hand) stay.
 fn clear_dir(dir: &Path) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        if path.is_file() {
+        let generated = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| !n.starts_with("regression-"));
+        if path.is_file() && generated {
             std::fs::remove_file(path)?;
         }
     }
@@ -337,8 +343,11 @@ fn wal_segments(t: &Template) -> io::Result<Vec<(String, Vec<u8>)>> {
         }
         Ok(())
     })?;
-    for (name, bytes) in rotated {
-        files.push((format!("valid-rotated-{name}"), bytes));
+    // Only the first segment stands alone: recovery refuses a log whose records start past the
+    // dumped seqno + 1 (records were lost), so later segments are inputs, not valid files.
+    for (i, (name, bytes)) in rotated.into_iter().enumerate() {
+        let kind = if i == 0 { "valid" } else { "later" };
+        files.push((format!("{kind}-rotated-{name}"), bytes));
     }
     let empty = wal_after(t, 64 << 10, |_| Ok(()))?;
     for (name, bytes) in empty {

@@ -36,8 +36,9 @@ fn exercise(log: &[u8]) {
             }
         }
     }
-    let _ = inspect::verify(&fs, dir, &mut |_, _| {})
-        .unwrap_or_else(|e| panic!("inspect::verify failed outright: {e}"));
+    let sound = inspect::verify(&fs, dir, &mut |_, _| {})
+        .unwrap_or_else(|e| panic!("inspect::verify failed outright: {e}"))
+        .is_ok();
     let Ok(db) = Db::open(DIR, template::options(&fs, WalRecovery::TolerateTornTail)) else {
         return;
     };
@@ -47,13 +48,18 @@ fn exercise(log: &[u8]) {
     let state = template::read_all(&db);
     check_reads(&db, &state);
     // A full compaction reads every run through the ranges and slices the log described and
-    // writes the result back through the log; it may fail (typed), never panic.
-    if db.compact_all().is_ok() {
-        let after = template::read_all(&db);
+    // writes the result back through the log; it may fail (typed), never panic. When `verify`
+    // found the log consistent with the runs, it must not change what reads return. (Without
+    // that condition it can: a log whose record of a run disagrees with the run's own
+    // properties opens, and reads and compaction then see different things; see README.md,
+    // "Findings".)
+    let compacted = db.compact_all().is_ok();
+    let after = template::read_all(&db);
+    if compacted && sound {
         assert_eq!(
             after, state,
             "a full compaction changed the database's contents"
         );
     }
-    write_close_reopen(&fs, db, state, WalRecovery::TolerateTornTail);
+    write_close_reopen(&fs, db, after, WalRecovery::TolerateTornTail);
 }

@@ -42,17 +42,28 @@ impl Template {
         &self.meta
     }
 
-    /// A fresh file system holding the runs and `meta` as the metadata log (no WAL).
+    /// A fresh file system holding `meta` as the metadata log and the runs it can know of (no
+    /// WAL). Recovery refuses a log when a run file with an id at or above the log's next run
+    /// id exists (the log lost records), so only runs below it are written when the log reads;
+    /// all of them when it does not.
     pub(crate) fn file_system(&self, meta: &[u8]) -> MemFs {
         let fs = MemFs::new();
         let dir = Path::new(DIR);
         // A fresh MemFs has no faults, so these cannot fail; a failure would only make the
         // target's database fail to open, never a false finding.
         let _ = fs.create_dir_all(dir);
-        for (name, bytes) in &self.runs {
-            let _ = write_file(&fs, &dir.join(name), bytes);
-        }
         let _ = write_file(&fs, &dir.join(META_LOG), meta);
+        let next_run_id = strata::inspect::read_meta(&fs, dir)
+            .map_or(u64::MAX, |view| view.state.next_run_id);
+        for (name, bytes) in &self.runs {
+            let id = name
+                .strip_suffix(".run")
+                .and_then(|id| id.parse::<u64>().ok())
+                .unwrap_or(0);
+            if id < next_run_id {
+                let _ = write_file(&fs, &dir.join(name), bytes);
+            }
+        }
         fs
     }
 

@@ -25,8 +25,18 @@ pub(crate) fn run(data: &[u8]) {
     }
 }
 
+/// The largest segment id the harness names a file with. Recovery computes the next segment ids
+/// as `last + 1` and `last + 2` unchecked, so a segment file named with id `u64::MAX - 1` or
+/// above panics on overflow in debug builds (and wraps in release): a known finding, with
+/// reproducers in `fuzz/artifacts-found/`. Until the engine rejects such names, larger ids are
+/// stored as segment 1 (whose header then names another id: a typed error), so fuzzing can go
+/// on past it.
+const MAX_SEGMENT_ID: u64 = u64::MAX - 2;
+
 fn exercise(segment: &[u8]) {
-    let id = fixup::wal_segment_id(segment).unwrap_or(1);
+    let id = fixup::wal_segment_id(segment)
+        .filter(|&id| id <= MAX_SEGMENT_ID)
+        .unwrap_or(1);
     for recovery in [WalRecovery::TolerateTornTail, WalRecovery::SkipCorrupted] {
         let t = template::get();
         let fs = t.file_system(t.final_meta());
