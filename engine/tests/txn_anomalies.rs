@@ -386,3 +386,17 @@ fn transact_retries_conflicts() {
     assert!(stats.conflicts >= 1 && stats.commits >= 1, "{stats:?}");
     assert_eq!(stats.active, 0);
 }
+
+#[test]
+fn empty_and_inverted_ranges_hold_nothing() {
+    let (_dir, db, ks) = setup();
+    let mut tx = db.begin();
+    tx.put(&ks, "5", "x").unwrap();
+    assert_eq!(tx.range(&ks, "9".."1").count(), 0);
+    assert_eq!(tx.range(&ks, "5".."5").count(), 0);
+    use std::ops::Bound::Excluded;
+    let excluded: (std::ops::Bound<&str>, std::ops::Bound<&str>) = (Excluded("5"), Excluded("5"));
+    assert_eq!(tx.range::<&str, _>(&ks, excluded).count(), 0);
+    assert_eq!(tx.range(&ks, "5"..="5").count(), 1);
+    tx.commit().unwrap();
+}

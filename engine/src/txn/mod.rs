@@ -259,8 +259,12 @@ impl Transaction {
         };
         let mut local = Vec::new();
         if let Some(keys) = self.index.get(&ks.id) {
-            for (key, _) in keys.range::<Bytes, _>((lower.as_ref(), upper.as_ref())) {
-                local.push((key.clone(), self.local_chain(ks.id, key)));
+            // `BTreeMap::range` panics on an inverted or empty-excluded range; such a range
+            // simply holds nothing.
+            if !is_empty_range(&lower, &upper) {
+                for (key, _) in keys.range::<Bytes, _>((lower.as_ref(), upper.as_ref())) {
+                    local.push((key.clone(), self.local_chain(ks.id, key)));
+                }
             }
         }
         let committed = crate::iter::Iter::new(ks, seqno, lower.clone(), upper.clone());
@@ -480,6 +484,17 @@ impl Transaction {
 impl Drop for Transaction {
     fn drop(&mut self) {
         self.rollback_in_place();
+    }
+}
+
+/// True if no key lies between the bounds (including inverted bounds).
+fn is_empty_range(lower: &Bound<Bytes>, upper: &Bound<Bytes>) -> bool {
+    match (lower, upper) {
+        (Bound::Included(l), Bound::Included(u)) => l > u,
+        (Bound::Included(l), Bound::Excluded(u))
+        | (Bound::Excluded(l), Bound::Included(u))
+        | (Bound::Excluded(l), Bound::Excluded(u)) => l >= u,
+        _ => false,
     }
 }
 
