@@ -53,8 +53,8 @@ impl Template {
         // target's database fail to open, never a false finding.
         let _ = fs.create_dir_all(dir);
         let _ = write_file(&fs, &dir.join(META_LOG), meta);
-        let next_run_id = strata::inspect::read_meta(&fs, dir)
-            .map_or(u64::MAX, |view| view.state.next_run_id);
+        let next_run_id =
+            strata::inspect::read_meta(&fs, dir).map_or(u64::MAX, |view| view.state.next_run_id);
         for (name, bytes) in &self.runs {
             let id = name
                 .strip_suffix(".run")

@@ -190,8 +190,10 @@ fn run_target(name: &str, mutation_count: usize) -> usize {
             corpus::mutate(bytes, &mut rng),
         ));
     }
+    let mut largest_peak = (0, 0);
     for (what, bytes) in &inputs {
         let peak = peak_allocation(|| body(bytes));
+        largest_peak = largest_peak.max((peak, bytes.len()));
         if let Some(budget) = alloc_budget(name, bytes.len()) {
             assert!(
                 peak <= budget,
@@ -205,6 +207,12 @@ fn run_target(name: &str, mutation_count: usize) -> usize {
             "{name}: a background thread panicked (see the output above), last input: {what}"
         );
     }
+    println!(
+        "{name}: {} inputs; largest allocation peak {} bytes (input of {} bytes)",
+        inputs.len(),
+        largest_peak.0,
+        largest_peak.1
+    );
     inputs.len()
 }
 
