@@ -56,7 +56,10 @@ fn main() -> strata::Result<()> {
 
     // Lookups by any index.
     let londoners: Vec<User> = users.select("city", &("London",), IteratorType::Eq, 100, 0)?;
-    println!("in London: {:?}", londoners.iter().map(|u| &u.email).collect::<Vec<_>>());
+    println!(
+        "in London: {:?}",
+        londoners.iter().map(|u| &u.email).collect::<Vec<_>>()
+    );
     let grace: Vec<User> =
         users.select("email", &("grace@example.com",), IteratorType::Eq, 1, 0)?;
     println!("grace: {grace:?}");
@@ -64,7 +67,10 @@ fn main() -> strata::Result<()> {
     // Updates keep every index consistent: Alan moves to Manchester and logs in.
     users.update::<_, User>(
         &(2,),
-        &[UpdateOp::set("city", "Manchester"), UpdateOp::add("logins", 1)],
+        &[
+            UpdateOp::set("city", "Manchester"),
+            UpdateOp::add("logins", 1),
+        ],
     )?;
     println!(
         "London now has {} user(s)",
