@@ -174,6 +174,14 @@ pub(crate) fn keyspace_options(name: &str) -> KeyspaceOptions {
 /// # Panics
 /// If a read fails: callers use it only where reads must succeed.
 pub(crate) fn read_all(db: &Db) -> BTreeMap<String, Contents> {
+    try_read_all(db).unwrap_or_else(|e| panic!("reading the database failed: {e}"))
+}
+
+/// Reads every key-value pair of every keyspace of an open database.
+///
+/// # Errors
+/// The first read error.
+pub(crate) fn try_read_all(db: &Db) -> strata::Result<BTreeMap<String, Contents>> {
     let mut out = BTreeMap::new();
     for name in db.keyspace_names() {
         let Ok(ks) = db.keyspace(&name, KeyspaceOptions::default()) else {
@@ -181,14 +189,11 @@ pub(crate) fn read_all(db: &Db) -> BTreeMap<String, Contents> {
         };
         let contents = ks
             .iter()
-            .map(|r| {
-                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                    .unwrap_or_else(|e| panic!("scan of keyspace {name:?} failed: {e}"))
-            })
-            .collect();
+            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())))
+            .collect::<strata::Result<Contents>>()?;
         out.insert(name, contents);
     }
-    out
+    Ok(out)
 }
 
 fn value(i: usize, round: usize) -> Vec<u8> {

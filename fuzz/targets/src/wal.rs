@@ -49,7 +49,19 @@ fn exercise(segment: &[u8]) {
         let Ok(db) = Db::open(DIR, template::options(&fs, recovery)) else {
             continue;
         };
-        let state = template::read_all(&db);
+        // Merge operands in a keyspace without a merge operator make its reads fail (a typed
+        // error); anything else read from records that decoded must read back.
+        let has_merges = views.as_ref().map_or(true, |v| {
+            v.iter()
+                .flat_map(|s| &s.batches)
+                .flat_map(|b| &b.entries)
+                .any(|e| e.kind == "merge")
+        });
+        let state = match template::try_read_all(&db) {
+            Ok(state) => state,
+            Err(_) if has_merges => continue,
+            Err(e) => panic!("reading a recovered database failed: {e}"),
+        };
         check_reads(&db, &state);
         if recovery == WalRecovery::TolerateTornTail {
             let views = views.unwrap_or_else(|e| {
