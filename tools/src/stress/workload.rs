@@ -369,7 +369,28 @@ impl Worker<'_, '_> {
             post: self.post(key),
             found: found.as_deref(),
         };
-        self.check("get", &seen)
+        match self.check("get", &seen) {
+            Err(StressError::Failed(mut failures)) => {
+                // Read again: a wrong value that goes away points at a race in the engine's
+                // read path rather than at what it stores.
+                let name = key_name(key);
+                let again = ks.get(&name).ok().flatten();
+                let scan = ks
+                    .range(name.clone()..=name)
+                    .next()
+                    .and_then(|r| r.ok())
+                    .map(|(_, v)| v);
+                for f in &mut failures {
+                    f.found += &format!(
+                        " (read again: lookup {}, one-key scan {})",
+                        describe_found(key, again.as_deref()),
+                        describe_found(key, scan.as_deref())
+                    );
+                }
+                Err(StressError::Failed(failures))
+            }
+            other => other,
+        }
     }
 
     fn take_snapshot(&mut self) {
