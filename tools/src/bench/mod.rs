@@ -638,17 +638,6 @@ fn run_workloads(args: &RunArgs) -> Result<(), BenchError> {
 
     let mut counted = false;
     for (index, &w) in workloads.iter().enumerate() {
-        if let Some(reason) = w.skip_reason() {
-            let result = WorkloadResult {
-                workload: w.name().into(),
-                status: "skipped".into(),
-                skip_reason: Some(reason.into()),
-                wal_mode: wal_mode_name(w.wal_mode(requested)).into(),
-                ..template.clone()
-            };
-            sink.emit(result, None, None)?;
-            continue;
-        }
         let mode = w.wal_mode(requested);
         let reopened = session.ensure(mode)?;
         let Some((db, ks, counters)) = &session.db else {

@@ -94,13 +94,6 @@ impl Workload {
         Workload::ALL.into_iter().find(|w| w.name() == name)
     }
 
-    /// Why the workload cannot run yet, if it cannot.
-    pub fn skip_reason(self) -> Option<&'static str> {
-        match self {
-            _ => None,
-        }
-    }
-
     /// True if the workload writes (it is followed by a flush, reported separately).
     pub fn writes(self) -> bool {
         matches!(
