@@ -180,8 +180,20 @@ pub fn run(args: &DbArgs) -> CliResult {
 // Opening
 
 /// Refuses politely if another process holds the database.
+///
+/// A lock seen once is checked again a few times over 200 ms: a process that forks a child
+/// while it holds the lock file open shares the lock with that child until the child execs (or
+/// exits), so a database closed a moment ago can still look locked for an instant.
 fn check_unlocked(dir: &Path) -> CliResult {
-    if strata::inspect::is_locked(&RealFs, dir)? {
+    let mut locked = strata::inspect::is_locked(&RealFs, dir)?;
+    for _ in 0..10 {
+        if !locked {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        locked = strata::inspect::is_locked(&RealFs, dir)?;
+    }
+    if locked {
         return Err(CliError::new(
             EXIT_OTHER,
             format!(
