@@ -65,7 +65,20 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<DbInner> {
         let mut runs = BTreeMap::new();
         for (&run_id, info) in &ks_meta.runs {
             let path = dir.join(run_file_name(run_id));
-            let run = open_run_checked(fs.as_ref(), &cache, &ks, &path, info.file_size)?;
+            let run = open_run_checked(fs.as_ref(), &cache, &ks, &path, info)?;
+            // Runs hold only dumped data: a version above the dumped seqno means the log and
+            // the run disagree, and the WAL could not replay the gap below it.
+            if info.max_seqno > ks_meta.dumped_seqno {
+                return Err(Error::corruption(
+                    meta.path(),
+                    0,
+                    format!(
+                        "run {run_id} of keyspace {:?} holds seqnos up to {}, above the keyspace's \
+                         dumped seqno {}",
+                        ks_meta.name, info.max_seqno, ks_meta.dumped_seqno
+                    ),
+                ));
+            }
             runs.insert(
                 run_id,
                 Arc::new(RunHandle::new(
@@ -96,6 +109,18 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<DbInner> {
         WalRecovery::SkipCorrupted => WalRecoveryMode::SkipCorrupted,
     };
     let segments = wal::list_segments(fs.as_ref(), dir)?;
+    // Segment ids count up from 1 and never wrap: an id near u64::MAX is a damaged or foreign
+    // file name, and would overflow the ids of the segments after it.
+    if let Some(segment) = segments.iter().find(|s| s.id > MAX_SEGMENT_ID) {
+        return Err(Error::corruption(
+            &segment.path,
+            0,
+            format!(
+                "WAL segment id {} is beyond the largest valid id {MAX_SEGMENT_ID}",
+                segment.id
+            ),
+        ));
+    }
     let mut closed = Vec::new();
     let mut quota_used = 0u64;
     let mut replayed = 0u64;
@@ -308,8 +333,9 @@ fn open_run_checked(
     cache: &Arc<ClockCache>,
     ks: &KeyspaceInner,
     path: &Path,
-    expected_size: u64,
+    info: &crate::meta::RunInfo,
 ) -> Result<strata_sstable::Run> {
+    let expected_size = info.file_size;
     let size = fs.file_len(path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => {
             Error::corruption(path, 0, "run file named by the metadata log is missing")
@@ -320,8 +346,45 @@ fn open_run_checked(
         let what = format!("run file is {size} bytes, the metadata log says {expected_size}");
         return Err(Error::corruption(path, size.min(expected_size), what));
     }
-    open_run(fs, cache, ks, path)
+    let run = open_run(fs, cache, ks, path)?;
+    // The log's record of the run must describe this run: reads prune by it (key range,
+    // seqnos), so a disagreement would make reads and compaction see different data.
+    let props = run.properties();
+    let recorded = (
+        info.min_seqno,
+        info.max_seqno,
+        info.entries,
+        info.min_key.as_slice(),
+        info.max_key.as_slice(),
+    );
+    let actual = (
+        props.min_seqno,
+        props.max_seqno,
+        props.entries,
+        props.min_key.as_slice(),
+        props.max_key.as_slice(),
+    );
+    if recorded != actual {
+        return Err(Error::corruption(
+            path,
+            0,
+            format!(
+                "the metadata log's record of this run (seqnos {}..={}, {} entries) does not \
+                 match the run (seqnos {}..={}, {} entries, or its key range)",
+                info.min_seqno,
+                info.max_seqno,
+                info.entries,
+                props.min_seqno,
+                props.max_seqno,
+                props.entries
+            ),
+        ));
+    }
+    Ok(run)
 }
+
+/// Largest WAL segment id recovery accepts (2^62: a segment a microsecond for 146,000 years).
+const MAX_SEGMENT_ID: u64 = 1 << 62;
 
 /// The error for a metadata log that lost records (durable frames cut off its end): named after
 /// the log, at its end, where the records are missing.

@@ -537,3 +537,21 @@ fn compacting_a_damaged_run_fails_without_poisoning() {
     drop(ks);
     db.close().expect("a clean close: nothing was poisoned");
 }
+
+/// A WAL segment whose id is near `u64::MAX` (a damaged or foreign file name) is refused instead
+/// of overflowing the ids of the segments after it.
+#[test]
+fn a_segment_id_near_the_limit_is_corruption() {
+    let fs = MemFs::new();
+    let segment = db_with_wal(&fs);
+    let bytes = fs.read_file(&segment).expect("read segment");
+    let huge = Path::new(DIR).join(format!("{:020}.wal", u64::MAX - 1));
+    strata::fs::write_atomic(&fs, &huge, &bytes).expect("write");
+    match open(&fs) {
+        Err(Error::Corruption { path, what, .. }) => {
+            assert_eq!(path, huge);
+            assert!(what.contains("beyond"), "{what}");
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+}
