@@ -408,6 +408,55 @@ fn model_inputs() -> Vec<(String, Vec<u8>)> {
     files
 }
 
+/// Picks `txn_model` inputs from a deterministic stream: ones whose run reaches conflicts,
+/// commits with and without writes, and (for half of them) rollbacks to savepoints.
+fn txn_inputs() -> Vec<(String, Vec<u8>)> {
+    let mut rng = Rng::new(0x7a5c_0de1);
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    for _ in 0..2_000 {
+        if files.len() == 12 {
+            break;
+        }
+        let len = 100 + rng.below(500);
+        let bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+        let s = crate::txn_model_stats(&bytes);
+        let wanted = s.conflicts > 0
+            && s.writer_commits > 2
+            && s.reader_commits > 0
+            && (files.len().is_multiple_of(2) || s.savepoint_rollbacks > 0);
+        if wanted {
+            let name = format!(
+                "txn-{}ops-{}commits-{}conflicts.bin",
+                s.ops, s.writer_commits, s.conflicts
+            );
+            files.push((name, bytes));
+        }
+    }
+    files
+}
+
+/// Writes the corpus of the model targets only (`engine_model`, `txn_model`) under `root`,
+/// replacing their directories: they are deterministic and need no template. Returns the files
+/// written.
+///
+/// # Errors
+/// An I/O error writing a file.
+pub fn generate_models(root: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for (target, files) in [
+        ("engine_model", model_inputs()),
+        ("txn_model", txn_inputs()),
+    ] {
+        let dir = root.join(target);
+        clear_dir(&dir)?;
+        for (name, bytes) in files {
+            write(&dir, &name, &bytes)?;
+            written.push(dir.join(name));
+        }
+    }
+    Ok(written)
+}
+
 /// Checks that the valid WAL segments and metadata logs of a corpus (files named `valid-*`) are
 /// still accepted by this build with the template database: each opens, and the newest metadata
 /// log gives the template's contents.
@@ -471,6 +520,7 @@ pub fn generate(root: &Path, template: &Path) -> io::Result<Vec<PathBuf>> {
         ("wal_segment", wal_segments(&built.template)?),
         ("meta_log", meta_logs(&built)),
         ("engine_model", model_inputs()),
+        ("txn_model", txn_inputs()),
     ];
     let mut written = vec![template.to_path_buf()];
     for (target, files) in sets {

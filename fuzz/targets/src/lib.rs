@@ -18,11 +18,13 @@ mod model;
 mod page;
 mod run_file;
 mod template;
+mod txn;
 mod wal;
 
 pub mod corpus;
 
 pub use model::ModelStats;
+pub use txn::TxnStats;
 
 /// The bytes as a run file (sstable): opened over an in-memory `ReadAt` with and without a page
 /// cache, scanned forward and backward, point lookups and seeks for the keys seen and synthetic
@@ -64,6 +66,20 @@ pub fn engine_model_stats(data: &[u8]) -> ModelStats {
     model::run(data)
 }
 
+/// The bytes as 2 to 4 open transactions and up to 160 interleaved operations on them (gets,
+/// scans both ways, puts, deletes, upserts, savepoints, commits, rollbacks) and outside them
+/// (plain writes, `Db::transact`, flushes), on one thread on `MemFs`. Committed transactions must
+/// replay serially in commit order against a `BTreeMap`, those without writes must fit somewhere
+/// in their lifetime, conflicts leave nothing behind, and the database ends in the replayed state.
+pub fn txn_model(data: &[u8]) {
+    txn::run(data);
+}
+
+/// [`txn_model`], returning what the input did (commits, conflicts, savepoint rollbacks).
+pub fn txn_model_stats(data: &[u8]) -> TxnStats {
+    txn::run(data)
+}
+
 /// A target body.
 pub type Target = fn(&[u8]);
 
@@ -74,4 +90,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("wal_segment", wal_segment),
     ("meta_log", meta_log),
     ("engine_model", engine_model),
+    ("txn_model", txn_model),
 ];

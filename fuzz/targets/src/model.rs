@@ -18,13 +18,17 @@
 //!
 //! # Extending
 //!
+//! Keyspace `ks1` ([`COUNTER_KS`]) has the `Counter` merge operator: every put there writes an
+//! 8-byte value, so `Upsert` and `BatchUpsert` operands always fold (the model folds them with
+//! wrapping addition, a missing value counting as 0). An upsert is a write like a put for every
+//! durability rule.
+//!
 //! Operations are picked from [`OP_TABLE`] (kind and weight), built by [`Op::generate`] and run by
-//! [`Harness::apply`]. To add one (for example `Upsert` once merge operators exist, or
-//! transactions): add a variant to [`Op`] and [`OpKind`], a row to [`OP_TABLE`], an arm to
+//! [`Harness::apply`]. To add one: add a variant to [`Op`] and [`OpKind`], a row to [`OP_TABLE`], an arm to
 //! `Op::generate` and one to `Harness::apply` that updates `self.model` the way the engine must
 //! (a merge operand folds into the model's value) and calls [`Harness::committed`] after an
 //! acknowledged commit. Appending rows keeps existing corpus inputs meaning roughly what they
-//! meant. Transactions checked for serializability belong in a separate `txn_model` target.
+//! meant. Transactions checked for serializability are in the separate `txn_model` target.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
@@ -34,6 +38,7 @@ use std::time::Duration;
 
 use arbitrary::{Result as ArbResult, Unstructured};
 use strata::fs::{FaultKind, MemFs};
+use strata::merge::Counter;
 use strata::{Compression, Db, Keyspace, KeyspaceOptions, Options, Snapshot, WalMode};
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -43,6 +48,17 @@ type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Keyspaces every database has.
 const KEYSPACES: usize = 2;
+
+/// The keyspace with the `Counter` merge operator (its values are all 8 bytes long).
+const COUNTER_KS: usize = 1;
+
+/// The model's value after an upsert of `delta` onto `old` (as the `Counter` operator folds).
+pub(crate) fn counter_fold(old: Option<&Vec<u8>>, delta: i64) -> Vec<u8> {
+    let base = old
+        .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+        .map_or(0, i64::from_le_bytes);
+    base.wrapping_add(delta).to_le_bytes().to_vec()
+}
 
 /// Operations per input at most: keeps one input under a few hundred milliseconds.
 pub(crate) const MAX_OPS: usize = 200;
@@ -118,8 +134,9 @@ impl Config {
         }
     }
 
-    fn keyspace_options(&self) -> KeyspaceOptions {
+    fn keyspace_options(&self, ks: usize) -> KeyspaceOptions {
         KeyspaceOptions {
+            merge_operator: (ks == COUNTER_KS).then(|| Arc::new(Counter) as _),
             page_size_bytes: self.page_size_bytes,
             bloom_fp_rate: self.bloom_fp_rate,
             dump_compression: self.dump_compression,
@@ -152,6 +169,17 @@ impl ValueSpec {
             seed: u.arbitrary()?,
             class: u.int_in_range(0..=15)?,
         })
+    }
+
+    /// The value's bytes in keyspace `ks`: 8 bytes (a counter value) in [`COUNTER_KS`].
+    fn bytes_in(self, ks: usize) -> Vec<u8> {
+        if ks == COUNTER_KS {
+            (i64::from(self.seed) - 1000 * i64::from(self.class))
+                .to_le_bytes()
+                .to_vec()
+        } else {
+            self.bytes()
+        }
     }
 
     fn bytes(self) -> Vec<u8> {
@@ -232,6 +260,23 @@ impl RangeRead {
 /// A write inside a batch: keyspace, key, value (or delete).
 pub(crate) type BatchWrite = (usize, u8, Option<ValueSpec>);
 
+/// A write inside a batch with upserts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum MixedWrite {
+    Write(BatchWrite),
+    /// An upsert of a delta to a key of [`COUNTER_KS`].
+    Upsert(u8, i64),
+}
+
+/// A counter delta: mostly small, sometimes any `i64` (so sums wrap).
+fn delta(u: &mut Unstructured) -> ArbResult<i64> {
+    Ok(if u.ratio(1, 8)? {
+        u.arbitrary()?
+    } else {
+        i64::from(u.arbitrary::<i8>()?)
+    })
+}
+
 /// One operation of the model test.
 #[derive(Debug, Clone)]
 pub(crate) enum Op {
@@ -286,6 +331,13 @@ pub(crate) enum Op {
         kind: FaultKind,
         persistent: bool,
     },
+    /// An upsert of a delta to a key of [`COUNTER_KS`].
+    Upsert {
+        key: u8,
+        delta: i64,
+    },
+    /// A batch of upserts, puts and deletes (several may hit the same key: order matters).
+    BatchUpsert(Vec<MixedWrite>),
 }
 
 /// The kinds of [`Op`], for the weight table.
@@ -307,6 +359,8 @@ pub(crate) enum OpKind {
     Reopen,
     Crash,
     FailAt,
+    Upsert,
+    BatchUpsert,
 }
 
 /// Operation kinds and their relative weights. Append new kinds at the end.
@@ -327,6 +381,8 @@ pub(crate) const OP_TABLE: &[(OpKind, u32)] = &[
     (OpKind::Reopen, 2),
     (OpKind::Crash, 3),
     (OpKind::FailAt, 2),
+    (OpKind::Upsert, 12),
+    (OpKind::BatchUpsert, 5),
 ];
 
 fn pick_kind(u: &mut Unstructured) -> ArbResult<OpKind> {
@@ -419,6 +475,24 @@ impl Op {
                 },
                 persistent: u.arbitrary()?,
             },
+            OpKind::Upsert => Op::Upsert {
+                key: u.arbitrary()?,
+                delta: delta(u)?,
+            },
+            OpKind::BatchUpsert => {
+                let len = u.int_in_range(1..=8)?;
+                let mut writes = Vec::with_capacity(len);
+                for _ in 0..len {
+                    // Keys from a small set, so writes to one key in one batch are common.
+                    let k = u.int_in_range(0..=7)?;
+                    writes.push(match u.int_in_range(0..=5u8)? {
+                        0 => MixedWrite::Write((ks(u)?, k, Some(ValueSpec::generate(u)?))),
+                        1 => MixedWrite::Write((ks(u)?, k, None)),
+                        _ => MixedWrite::Upsert(k, delta(u)?),
+                    });
+                }
+                Op::BatchUpsert(writes)
+            }
         })
     }
 }
@@ -528,9 +602,8 @@ impl Harness {
 
     fn open(&mut self) -> strata::Result<()> {
         let db = Db::open(Path::new(DIR), self.config.options(&self.fs))?;
-        let ks_options = self.config.keyspace_options();
         let keyspaces = (0..KEYSPACES)
-            .map(|i| db.keyspace(&format!("ks{i}"), ks_options.clone()))
+            .map(|i| db.keyspace(&format!("ks{i}"), self.config.keyspace_options(i)))
             .collect::<strata::Result<Vec<_>>>()?;
         self.db = Some(db);
         self.keyspaces = keyspaces;
@@ -568,9 +641,9 @@ impl Harness {
         match op {
             Op::Put { ks, key: k, value } => {
                 let mut next = self.model.clone();
-                next[ks].insert(key(k), value.bytes());
+                next[ks].insert(key(k), value.bytes_in(ks));
                 self.keyspaces[ks]
-                    .put(key(k), value.bytes())
+                    .put(key(k), value.bytes_in(ks))
                     .map_err(fail("put", Some(next.clone())))?;
                 self.model = next;
                 self.committed();
@@ -590,8 +663,8 @@ impl Harness {
                 for (ks, k, value) in &writes {
                     match value {
                         Some(v) => {
-                            batch.put(&self.keyspaces[*ks], key(*k), v.bytes());
-                            next[*ks].insert(key(*k), v.bytes());
+                            batch.put(&self.keyspaces[*ks], key(*k), v.bytes_in(*ks));
+                            next[*ks].insert(key(*k), v.bytes_in(*ks));
                         }
                         None => {
                             batch.delete(&self.keyspaces[*ks], key(*k));
@@ -600,6 +673,46 @@ impl Harness {
                     }
                 }
                 batch.commit().map_err(fail("batch", Some(next.clone())))?;
+                self.model = next;
+                self.committed();
+            }
+            Op::Upsert { key: k, delta } => {
+                let mut next = self.model.clone();
+                let folded = counter_fold(next[COUNTER_KS].get(&key(k)), delta);
+                next[COUNTER_KS].insert(key(k), folded);
+                self.keyspaces[COUNTER_KS]
+                    .upsert(key(k), Counter::operand(delta))
+                    .map_err(fail("upsert", Some(next.clone())))?;
+                self.model = next;
+                self.committed();
+            }
+            Op::BatchUpsert(writes) => {
+                let mut next = self.model.clone();
+                let mut batch = self.db().batch();
+                for write in &writes {
+                    match *write {
+                        MixedWrite::Write((ks, k, Some(v))) => {
+                            batch.put(&self.keyspaces[ks], key(k), v.bytes_in(ks));
+                            next[ks].insert(key(k), v.bytes_in(ks));
+                        }
+                        MixedWrite::Write((ks, k, None)) => {
+                            batch.delete(&self.keyspaces[ks], key(k));
+                            next[ks].remove(&key(k));
+                        }
+                        MixedWrite::Upsert(k, delta) => {
+                            batch.upsert(
+                                &self.keyspaces[COUNTER_KS],
+                                key(k),
+                                Counter::operand(delta),
+                            );
+                            let folded = counter_fold(next[COUNTER_KS].get(&key(k)), delta);
+                            next[COUNTER_KS].insert(key(k), folded);
+                        }
+                    }
+                }
+                batch
+                    .commit()
+                    .map_err(fail("batch with upserts", Some(next.clone())))?;
                 self.model = next;
                 self.committed();
             }
@@ -841,7 +954,7 @@ fn collect(iter: strata::Iter, direction: Direction) -> Result<Pairs, Failure> {
 
 /// True if `BTreeMap::range` accepts these bounds (it panics on an inverted or empty-excluded
 /// pair); the engine must return nothing for the others.
-fn bounds_valid(lower: &Bound<Vec<u8>>, upper: &Bound<Vec<u8>>) -> bool {
+pub(crate) fn bounds_valid(lower: &Bound<Vec<u8>>, upper: &Bound<Vec<u8>>) -> bool {
     match (lower, upper) {
         (Bound::Included(a), Bound::Included(b)) => a <= b,
         (Bound::Included(a), Bound::Excluded(b)) | (Bound::Excluded(a), Bound::Included(b)) => {
