@@ -111,7 +111,7 @@ pub(crate) fn get_in(
     };
     for slice in &range.slices {
         let handle = &slice.run;
-        if handle.info.min_seqno > read_seqno {
+        if handle.info.min_seqno > read_seqno || !slice.contains(key) {
             continue;
         }
         let mut more = true;

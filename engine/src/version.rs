@@ -161,6 +161,15 @@ pub(crate) struct Slice {
     pub seed: u64,
 }
 
+impl Slice {
+    /// True if `key` lies within the slice's bounds. A run's entries outside them belong to
+    /// other slices (of other ranges, or of ranges since merged), which may have dropped or
+    /// superseded them: a lookup must never consult a slice for a key outside it.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.begin.as_ref().is_none_or(|b| b.as_ref() <= key) && below(key, &self.end)
+    }
+}
+
 /// A well-mixed 64-bit function of a slice id: the slice's seed.
 pub(crate) fn slice_seed(id: u64) -> u64 {
     let mut z = id.wrapping_add(0x9e37_79b9_7f4a_7c15);
