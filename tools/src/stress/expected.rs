@@ -15,7 +15,9 @@
 //!           0  status: 0 idle, 1 committing, 2 acknowledged
 //!           8  count (1..=16)
 //!           16 count x (key, old state, new state)
-//! 36864   keys x 16-byte slots: current state, pending state (0: no write in flight)
+//! 36864   (keys + counters) x 16-byte slots: current state, pending state (0: no write in
+//!         flight); the slots of counter `c` follow the keys' at index `keys + c`, and hold the
+//!         counter's total (and the total after the upsert in flight) instead of a key state
 //! ```
 //!
 //! # Protocols
@@ -27,6 +29,14 @@
 //! new` on each key; commit; status 2 (acknowledged: all new); each key `current = new`,
 //! `pending = 0`; status 0. The verifier resolves a non-idle record as a whole before looking at
 //! single keys: all keys old or all new (status 1), all new (status 2).
+//!
+//! A transaction is recorded as a batch. One that `Db::transact` gives up on (a conflict after
+//! every retry) wrote nothing: its pending marks are cleared, then its record
+//! ([`ExpectedState::abort_batch`]).
+//!
+//! An upsert of a counter follows the one-key protocol with totals: `pending = total + delta`;
+//! upsert; `current = total + delta`; `pending = 0`. Deltas are positive, so a pending total is
+//! never 0 and a total of 0 means "never upserted" (the key is absent).
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -35,10 +45,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use strata::WalMode;
 
-use super::model::KeyState;
+use super::model::{counter_keys, KeyState};
 
 const MAGIC: &[u8; 8] = b"STRSTRS1";
-const VERSION: u64 = 1;
+const VERSION: u64 = 2;
 const HEADER_BYTES: u64 = 4096;
 /// Worker threads a file has batch records for.
 pub const MAX_THREADS: usize = 64;
@@ -96,6 +106,7 @@ pub struct ExpectedState {
     path: PathBuf,
     file: File,
     keys: u64,
+    counters: u64,
     current: Vec<AtomicU64>,
     pending: Vec<AtomicU64>,
 }
@@ -140,7 +151,7 @@ impl ExpectedState {
             header[40..48].copy_from_slice(&0u64.to_le_bytes());
             file.write_all_at(&header, 0)
                 .map_err(|e| io("writing", e))?;
-            file.set_len(SLOTS_OFFSET + keys * SLOT_BYTES)
+            file.set_len(SLOTS_OFFSET + (keys + counter_keys(keys)) * SLOT_BYTES)
                 .map_err(|e| io("sizing", e))?;
             drop(file);
             std::fs::rename(&tmp, path).map_err(|e| io("renaming to", e))?;
@@ -166,19 +177,21 @@ impl ExpectedState {
                 path.display()
             )));
         }
-        let mut slots = vec![0u8; (keys * SLOT_BYTES) as usize];
+        let counters = counter_keys(keys);
+        let mut slots = vec![0u8; ((keys + counters) * SLOT_BYTES) as usize];
         file.read_exact_at(&mut slots, SLOTS_OFFSET)
             .map_err(|e| io("reading the key slots of", e))?;
-        let current = (0..keys as usize)
+        let current = (0..(keys + counters) as usize)
             .map(|k| AtomicU64::new(read_u64(&slots, k * 16)))
             .collect();
-        let pending = (0..keys as usize)
+        let pending = (0..(keys + counters) as usize)
             .map(|k| AtomicU64::new(read_u64(&slots, k * 16 + 8)))
             .collect();
         let state = ExpectedState {
             path: path.to_path_buf(),
             file,
             keys,
+            counters,
             current,
             pending,
         };
@@ -199,9 +212,19 @@ impl ExpectedState {
         Ok(u64::from_le_bytes(word))
     }
 
-    /// Keys the file holds.
+    /// Keys the file holds (key indexes `0..keys`).
     pub fn keys(&self) -> u64 {
         self.keys
+    }
+
+    /// Counters the file holds: slot indexes `keys..keys + counters`.
+    pub fn counters(&self) -> u64 {
+        self.counters
+    }
+
+    /// Key and counter slots together.
+    pub fn slots(&self) -> u64 {
+        self.keys + self.counters
     }
 
     /// The WAL mode of the last run that wrote (None: no run wrote yet), and whether it closed
@@ -328,6 +351,15 @@ impl ExpectedState {
         self.clear_batch(thread)
     }
 
+    /// After `Db::transact` gave up on a batch recorded by [`Self::begin_batch`]: nothing was
+    /// written, so the keys keep their states.
+    pub fn abort_batch(&self, thread: usize, keys: &[BatchKey]) -> Result<(), StateError> {
+        for k in keys {
+            self.set_pending(k.key, None)?;
+        }
+        self.clear_batch(thread)
+    }
+
     /// Marks thread `thread`'s batch record idle.
     pub fn clear_batch(&self, thread: usize) -> Result<(), StateError> {
         self.write(Self::record_offset(thread), &0u64.to_le_bytes())
@@ -367,11 +399,11 @@ impl ExpectedState {
             for i in 0..count {
                 let e = at + 16 + i * 24;
                 let key = read_u64(&records, e);
-                if key >= self.keys {
+                if key >= self.slots() {
                     return Err(StateError(format!(
-                        "batch record {thread} of {} names key {key} of {}",
+                        "batch record {thread} of {} names slot {key} of {}",
                         self.path.display(),
-                        self.keys
+                        self.slots()
                     )));
                 }
                 keys.push(BatchKey {
@@ -429,6 +461,21 @@ mod tests {
         state.ack_batch(5, &batch).unwrap();
         assert!(state.open_batches().unwrap().is_empty());
         assert_eq!(state.current(99), put.next(false));
+        // A transaction given up on: the keys keep their states, the record is idle.
+        let txn = [BatchKey {
+            key: 99,
+            old: put.next(false),
+            new: put.next(false).next(true),
+        }];
+        state.begin_batch(5, &txn).unwrap();
+        state.abort_batch(5, &txn).unwrap();
+        assert!(state.open_batches().unwrap().is_empty());
+        assert_eq!(state.pending(99), None);
+        assert_eq!(state.current(99), put.next(false));
+        // Counter slots follow the keys' (100 keys: 12 counters, slots 100..112).
+        assert_eq!((state.counters(), state.slots()), (12, 112));
+        state.begin_write(111, KeyState(7)).unwrap();
+        state.ack_write(111, KeyState(7)).unwrap();
         state.mark_clean().unwrap();
         assert_eq!(state.count_start().unwrap(), 1);
         drop(state);
@@ -436,6 +483,7 @@ mod tests {
         let (state, _) = ExpectedState::open_or_create(&path, 100).unwrap();
         assert_eq!(state.last_run().unwrap(), (Some(WalMode::Fsync), true));
         assert_eq!(state.current(7), put);
+        assert_eq!(state.current(111), KeyState(7));
         assert!(
             ExpectedState::open_or_create(&path, 101).is_err(),
             "another key count"

@@ -4,8 +4,8 @@
 //!
 //! # One run
 //!
-//! 1. Open (or create) the expected-state file (`expected`: per-key generation and pending
-//!    marks, per-thread batch records).
+//! 1. Open (or create) the expected-state file (`expected`: per-key generation, per-counter
+//!    total and pending marks, per-thread batch and transaction records).
 //! 2. If the database existed: `strata::inspect::verify` over its files as the crash left them
 //!    (every checksum), then open it and verify every key (`verify`): strongly after a kill in
 //!    `Write`/`Fsync` mode or a clean close, weakly after a kill in `None` mode. Settle the
@@ -32,6 +32,7 @@ use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -39,7 +40,7 @@ use strata::fs::RealFs;
 use strata::{Compression, Db, Keyspace, KeyspaceOptions, Options, WalMode};
 
 use expected::{ExpectedState, MAX_THREADS};
-use model::{keyspace_name, KEYSPACES};
+use model::{keyspace_name, COUNTER_KEYSPACE, KEYSPACES};
 use verify::{verify_database, Failure, VerifyReport};
 use workload::{Shared, MIX};
 
@@ -368,10 +369,11 @@ fn verify_files(dir: &Path, when: &str) -> Result<(), StressError> {
 
 fn report_line(when: &str, r: &VerifyReport) -> String {
     format!(
-        "stress: verified when={when} checks={} keys={} present={} pending_old={} pending_new={} \
+        "stress: verified when={when} checks={} keys={} counters={} present={} pending_old={} pending_new={} \
          batches_old={} batches_new={} weak_differences={}",
         if r.weak { "weak" } else { "strong" },
         r.keys,
+        r.counters,
         r.present,
         r.pending_old,
         r.pending_new,
@@ -462,7 +464,16 @@ fn run_once(args: &RunArgs) -> Result<(), StressError> {
         .map(|i| db.keyspace(&keyspace_name(i), ks_options.clone()))
         .collect::<strata::Result<_>>()
         .map_err(StressError::Engine)?;
-    let report = verify_database(&keyspaces, &state, weak)?;
+    let counters = db
+        .keyspace(
+            COUNTER_KEYSPACE,
+            KeyspaceOptions {
+                merge_operator: Some(Arc::new(strata::merge::Counter)),
+                ..ks_options.clone()
+            },
+        )
+        .map_err(StressError::Engine)?;
+    let report = verify_database(&keyspaces, &counters, &state, weak)?;
     say(&report_line("startup", &report));
 
     if args.duration > 0.0 {
@@ -472,7 +483,15 @@ fn run_once(args: &RunArgs) -> Result<(), StressError> {
         say("stress: started");
         let started = Instant::now();
         let deadline = started + Duration::from_secs_f64(args.duration);
-        let shared = Shared::new(&db, &keyspaces, &state, args.threads, args.seed, deadline);
+        let shared = Shared::new(
+            &db,
+            &keyspaces,
+            &counters,
+            &state,
+            args.threads,
+            args.seed,
+            deadline,
+        );
         std::thread::scope(|scope| {
             for thread in 0..args.threads {
                 let shared = &shared;
@@ -502,16 +521,18 @@ fn run_once(args: &RunArgs) -> Result<(), StressError> {
             .map(|((op, _), n)| format!("{}={}", op.name(), n.load(Ordering::Relaxed)))
             .collect();
         say(&format!(
-            "stress: done ops={} reads_checked={} elapsed_s={:.1} {}",
+            "stress: done ops={} reads_checked={} txn_gave_up={} elapsed_s={:.1} {}",
             shared.ops(),
             shared.reads_checked.load(Ordering::Relaxed),
+            shared.txn_gave_up.load(Ordering::Relaxed),
             started.elapsed().as_secs_f64(),
             counts.join(" ")
         ));
-        let report = verify_database(&keyspaces, &state, false)?;
+        let report = verify_database(&keyspaces, &counters, &state, false)?;
         say(&report_line("end", &report));
     }
     drop(keyspaces);
+    drop(counters);
     db.close().map_err(StressError::Engine)?;
     state.mark_clean().map_err(StressError::State)?;
     verify_files(&dir, "after-close")?;

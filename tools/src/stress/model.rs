@@ -13,6 +13,26 @@ use std::fmt;
 /// scan stays inside one.
 pub const KEYSPACES: u64 = 2;
 
+/// The keyspace of the counters (merge operator `strata::merge::Counter`).
+pub const COUNTER_KEYSPACE: &str = "stress_counters";
+
+/// Counters for `keys` keys. Counter `c` is named [`key_name`]`(keys + c)` in
+/// [`COUNTER_KEYSPACE`] and has slot `keys + c` in the expected state.
+pub fn counter_keys(keys: u64) -> u64 {
+    (keys / 8).max(1)
+}
+
+/// The total a counter value encodes (absent: 0, never upserted); an error describing a value
+/// that is not an 8-byte counter.
+pub fn counter_total(value: Option<&[u8]>) -> Result<u64, String> {
+    match value {
+        None => Ok(0),
+        Some(v) => strata::merge::Counter::decode(v)
+            .map(|t| t as u64)
+            .map_err(|e| format!("not a counter ({e}): {}", preview(v))),
+    }
+}
+
 /// The name of keyspace `i`.
 pub fn keyspace_name(i: u64) -> String {
     format!("stress{i}")

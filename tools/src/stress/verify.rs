@@ -12,10 +12,16 @@
 //!   acknowledged (`current == pending`);
 //! - every other key holds exactly its current state.
 //!
+//! Counters (the upsert keyspace) are checked the same way with totals for states: an upsert in
+//! flight left the old total or the old total plus its delta, an acknowledged one the new total,
+//! a counter with none in flight exactly its total; inside a batch or transaction record, all
+//! old or all new together with the record's other keys.
+//!
 //! Those are the *strong* checks, which hold after a process kill in `Write` and `Fsync` mode and
 //! after a clean close in any mode. After a kill in `None` mode the engine promises only what
 //! was dumped, so the *weak* checks apply: every key is absent or holds a value of a generation
-//! that was written to it (no garbage, nothing from the future), and batches are not checked.
+//! that was written to it (no garbage, nothing from the future), every counter a total between
+//! 0 and the highest it was given (deltas are positive), and batches are not checked.
 //!
 //! Nothing is changed until every check passed; then the expected state is settled to what was
 //! found (pending marks resolved, batch records cleared), each change crash-safe on its own, so
@@ -27,7 +33,9 @@ use std::fmt;
 use strata::{Bytes, Keyspace};
 
 use super::expected::{BatchStatus, ExpectedState};
-use super::model::{key_name, keyspace_block, missing_key_name, parse_key, KeyState};
+use super::model::{
+    counter_total, key_name, keyspace_block, missing_key_name, parse_key, KeyState,
+};
 use super::StressError;
 
 /// A key that does not hold what it must.
@@ -66,6 +74,43 @@ pub fn describe_found(key: u64, value: Option<&[u8]>) -> String {
             Ok(state) => state.to_string(),
             Err(garbage) => garbage,
         },
+    }
+}
+
+/// What a read of counter slot `slot` returned, described for a failure message.
+pub fn describe_counter(value: Option<&[u8]>) -> String {
+    match counter_total(value) {
+        Ok(0) if value.is_none() => "absent (total 0)".into(),
+        Ok(total) => format!("total {total}"),
+        Err(garbage) => garbage,
+    }
+}
+
+/// True if `value` is what a key in `state` holds, or for a counter slot (`key >= keys`) a
+/// counter whose total is `state.0`.
+fn matches_slot(keys: u64, key: u64, state: KeyState, value: Option<&[u8]>) -> bool {
+    if key >= keys {
+        counter_total(value) == Ok(state.0)
+    } else {
+        matches(key, state, value)
+    }
+}
+
+/// `state` of slot `key` in words (a total for a counter slot).
+fn describe_state(keys: u64, key: u64, state: KeyState) -> String {
+    if key >= keys {
+        format!("total {}", state.0)
+    } else {
+        state.to_string()
+    }
+}
+
+/// `value` of slot `key` in words.
+fn describe_slot(keys: u64, key: u64, value: Option<&[u8]>) -> String {
+    if key >= keys {
+        describe_counter(value)
+    } else {
+        describe_found(key, value)
     }
 }
 
@@ -134,7 +179,9 @@ pub fn check_read(
 pub struct VerifyReport {
     /// Keys checked.
     pub keys: u64,
-    /// Keys present.
+    /// Counters checked.
+    pub counters: u64,
+    /// Keys and counters present.
     pub present: u64,
     /// Writes in flight at the crash that turned out not to have happened / to have happened.
     pub pending_old: u64,
@@ -254,6 +301,46 @@ fn read_all(
     Ok(found)
 }
 
+/// Reads every counter of the counter keyspace by a scan and point lookups, checking they agree
+/// and that it holds nothing else; appends the values to `found` (slot order).
+fn read_counters(
+    ks: &Keyspace,
+    keys: u64,
+    counters: u64,
+    failures: &mut Vec<Failure>,
+    found: &mut Vec<Option<Bytes>>,
+) -> Result<(), StressError> {
+    let mut scanned = BTreeMap::new();
+    for item in ks.iter() {
+        let (name, value) = item.map_err(StressError::Engine)?;
+        match parse_key(&name).filter(|k| (keys..keys + counters).contains(k)) {
+            Some(key) => {
+                scanned.insert(key, value);
+            }
+            None => failures.push(Failure {
+                key: u64::MAX,
+                what: format!("scan of keyspace {}", ks.name()),
+                expected: format!("only counters k{keys:08}..k{:08}", keys + counters),
+                found: format!("key {}", super::model::preview(&name)),
+            }),
+        }
+    }
+    for key in keys..keys + counters {
+        let got = ks.get(key_name(key)).map_err(StressError::Engine)?;
+        let scan = scanned.remove(&key);
+        if got != scan {
+            failures.push(Failure {
+                key,
+                what: "counter lookup against the scan".into(),
+                expected: format!("the scan's {}", describe_counter(scan.as_deref())),
+                found: describe_counter(got.as_deref()),
+            });
+        }
+        found.push(got);
+    }
+    Ok(())
+}
+
 /// Verifies the database against `state` and, if everything holds, settles `state` to it.
 ///
 /// # Errors
@@ -261,22 +348,28 @@ fn read_all(
 /// expected-state errors.
 pub fn verify_database(
     keyspaces: &[Keyspace],
+    counters: &Keyspace,
     state: &ExpectedState,
     weak: bool,
 ) -> Result<VerifyReport, StressError> {
     let keys = state.keys();
+    let slots = state.slots();
     let mut failures = Vec::new();
-    let found = read_all(keyspaces, keys, &mut failures)?;
+    let mut found = read_all(keyspaces, keys, &mut failures)?;
+    read_counters(counters, keys, state.counters(), &mut failures, &mut found)?;
     let value = |key: u64| found[key as usize].as_deref();
+    let matches = |key: u64, s: KeyState, v: Option<&[u8]>| matches_slot(keys, key, s, v);
+    let describe_found = |key: u64, v: Option<&[u8]>| describe_slot(keys, key, v);
     let mut report = VerifyReport {
         keys,
+        counters: state.counters(),
         present: found.iter().filter(|v| v.is_some()).count() as u64,
         weak,
         ..VerifyReport::default()
     };
     // The settled state of every key that changes, applied only if nothing failed.
     let mut settle: Vec<(u64, KeyState)> = Vec::new();
-    let mut in_batch = vec![false; keys as usize];
+    let mut in_batch = vec![false; slots as usize];
     let batches = state.open_batches().map_err(StressError::State)?;
     for (thread, status, batch) in &batches {
         for k in batch {
@@ -302,9 +395,13 @@ pub fn verify_database(
                         }
                     ),
                     expected: if *status == BatchStatus::Acknowledged {
-                        k.new.to_string()
+                        describe_state(keys, k.key, k.new)
                     } else {
-                        format!("{} (all keys old) or {} (all new)", k.old, k.new)
+                        format!(
+                            "{} (all keys old) or {} (all new)",
+                            describe_state(keys, k.key, k.old),
+                            describe_state(keys, k.key, k.new)
+                        )
                     },
                     found: describe_found(k.key, value(k.key)),
                 });
@@ -320,13 +417,33 @@ pub fn verify_database(
             settle.push((k.key, if all_new { k.new } else { k.old }));
         }
     }
-    for key in 0..keys {
+    for key in 0..slots {
         if in_batch[key as usize] && !weak {
             continue;
         }
         let current = state.current(key);
         let pending = state.pending(key);
         let got = value(key);
+        if weak && key >= keys {
+            let hi = pending.map_or(current.0, |p| p.0.max(current.0));
+            match counter_total(got) {
+                Ok(total) if total <= hi => {
+                    if total != current.0 {
+                        report.weak_differences += 1;
+                    }
+                    if total != current.0 || pending.is_some() {
+                        settle.push((key, KeyState(total)));
+                    }
+                }
+                Ok(_) | Err(_) => failures.push(Failure {
+                    key,
+                    what: "counter after a kill without a WAL (weak check)".into(),
+                    expected: format!("a total of 0..={hi}"),
+                    found: describe_counter(got),
+                }),
+            }
+            continue;
+        }
         if weak {
             let hi = pending.map_or(current.gen(), |p| p.gen().max(current.gen()));
             match KeyState::found(key, got, hi) {
@@ -353,7 +470,7 @@ pub fn verify_database(
                     failures.push(Failure {
                         key,
                         what: "no write in flight".into(),
-                        expected: current.to_string(),
+                        expected: describe_state(keys, key, current),
                         found: describe_found(key, got),
                     });
                 }
@@ -366,7 +483,7 @@ pub fn verify_database(
                     failures.push(Failure {
                         key,
                         what: "acknowledged write".into(),
-                        expected: new.to_string(),
+                        expected: describe_state(keys, key, new),
                         found: describe_found(key, got),
                     });
                 }
@@ -382,7 +499,11 @@ pub fn verify_database(
                     failures.push(Failure {
                         key,
                         what: "write in flight at the crash".into(),
-                        expected: format!("{current} (old) or {new} (new)"),
+                        expected: format!(
+                            "{} (old) or {} (new)",
+                            describe_state(keys, key, current),
+                            describe_state(keys, key, new)
+                        ),
                         found: describe_found(key, got),
                     });
                 }
@@ -414,7 +535,8 @@ mod tests {
         KeyState::new(gen, false)
     }
 
-    /// A database with the stress keyspaces and an expected state for 10 keys, in `dir`.
+    /// A database with the stress keyspaces (the counter keyspace last) and an expected state
+    /// for 10 keys and 1 counter (slot 10), in `dir`.
     fn setup(dir: &std::path::Path) -> (strata::Db, Vec<Keyspace>, ExpectedState) {
         let db = strata::Db::open(dir.join("db"), strata::Options::default()).unwrap();
         let keyspaces = (0..super::super::model::KEYSPACES)
@@ -425,6 +547,16 @@ mod tests {
                 )
                 .unwrap()
             })
+            .chain(std::iter::once(
+                db.keyspace(
+                    super::super::model::COUNTER_KEYSPACE,
+                    strata::KeyspaceOptions {
+                        merge_operator: Some(std::sync::Arc::new(strata::merge::Counter)),
+                        ..strata::KeyspaceOptions::default()
+                    },
+                )
+                .unwrap(),
+            ))
             .collect();
         let (state, _) = ExpectedState::open_or_create(&dir.join("expected"), 10).unwrap();
         (db, keyspaces, state)
@@ -465,11 +597,14 @@ mod tests {
         ];
         state.begin_batch(0, &batch).unwrap();
         write(&ks, 2, put(1));
-        assert_eq!(failed_keys(verify_database(&ks, &state, false)), vec![2, 7]);
+        assert_eq!(
+            failed_keys(verify_database(&ks[..2], &ks[2], &state, false)),
+            vec![2, 7]
+        );
         // Nothing was settled by the failed verification.
         assert_eq!(state.open_batches().unwrap().len(), 1);
         write(&ks, 7, put(1));
-        let report = verify_database(&ks, &state, false).unwrap();
+        let report = verify_database(&ks[..2], &ks[2], &state, false).unwrap();
         assert_eq!((report.batches_new, report.batches_old), (1, 0));
         assert!(state.open_batches().unwrap().is_empty());
         assert_eq!((state.current(2), state.current(7)), (put(1), put(1)));
@@ -490,22 +625,88 @@ mod tests {
         write(&ks, 1, put(2));
         state.begin_write(3, put(2)).unwrap(); // in flight, the database holds something else
         write(&ks, 3, put(5));
-        assert_eq!(failed_keys(verify_database(&ks, &state, false)), vec![3]);
+        assert_eq!(
+            failed_keys(verify_database(&ks[..2], &ks[2], &state, false)),
+            vec![3]
+        );
         // The weak checks (a kill without a WAL) accept generation 5 only if it was written.
-        assert_eq!(failed_keys(verify_database(&ks, &state, true)), vec![3]);
+        assert_eq!(
+            failed_keys(verify_database(&ks[..2], &ks[2], &state, true)),
+            vec![3]
+        );
         write(&ks, 3, put(1));
-        let report = verify_database(&ks, &state, false).unwrap();
+        let report = verify_database(&ks[..2], &ks[2], &state, false).unwrap();
         assert_eq!((report.pending_old, report.pending_new), (2, 1));
         assert_eq!((state.current(0), state.current(1)), (put(1), put(2)));
         // An acknowledged write that is missing fails.
         state.begin_write(2, put(2)).unwrap();
         state.ack_write(2, put(2)).unwrap();
-        assert_eq!(failed_keys(verify_database(&ks, &state, false)), vec![2]);
+        assert_eq!(
+            failed_keys(verify_database(&ks[..2], &ks[2], &state, false)),
+            vec![2]
+        );
         assert!(
-            verify_database(&ks, &state, true).is_ok(),
+            verify_database(&ks[..2], &ks[2], &state, true).is_ok(),
             "without a WAL it may be lost"
         );
         assert_eq!(state.current(2), put(1), "settled to what was found");
+    }
+
+    #[test]
+    fn counters_hold_their_totals_old_or_new_in_flight_and_all_or_nothing_in_batches() {
+        use super::super::expected::BatchKey;
+        use strata::merge::Counter;
+        let tmp = tempfile::tempdir().unwrap();
+        let (_db, ks, state) = setup(tmp.path());
+        let c = 10; // the only counter's slot
+        let total = |t: u64| KeyState(t);
+        state.begin_write(c, total(5)).unwrap();
+        ks[2].upsert(key_name(c), Counter::operand(5)).unwrap();
+        state.ack_write(c, total(5)).unwrap();
+        // An upsert of 3 in flight, not applied: old accepted.
+        state.begin_write(c, total(8)).unwrap();
+        let report = verify_database(&ks[..2], &ks[2], &state, false).unwrap();
+        assert_eq!(report.pending_old, 1);
+        assert_eq!(state.current(c), total(5));
+        // Acknowledged but lost: fails (strong), accepted (weak).
+        state.begin_write(c, total(8)).unwrap();
+        state.ack_write(c, total(8)).unwrap();
+        assert_eq!(
+            failed_keys(verify_database(&ks[..2], &ks[2], &state, false)),
+            vec![c]
+        );
+        assert!(verify_database(&ks[..2], &ks[2], &state, true).is_ok());
+        assert_eq!(state.current(c), total(5));
+        // A total above anything given fails even the weak check.
+        ks[2].upsert(key_name(c), Counter::operand(100)).unwrap();
+        assert_eq!(
+            failed_keys(verify_database(&ks[..2], &ks[2], &state, true)),
+            vec![c]
+        );
+        ks[2].upsert(key_name(c), Counter::operand(-100)).unwrap();
+        // A batch of a key and the counter, half applied: both fail.
+        let batch = [
+            BatchKey {
+                key: 1,
+                old: KeyState(0),
+                new: put(1),
+            },
+            BatchKey {
+                key: c,
+                old: total(5),
+                new: total(7),
+            },
+        ];
+        state.begin_batch(0, &batch).unwrap();
+        ks[2].upsert(key_name(c), Counter::operand(2)).unwrap();
+        assert_eq!(
+            failed_keys(verify_database(&ks[..2], &ks[2], &state, false)),
+            vec![1, c]
+        );
+        write(&ks, 1, put(1));
+        let report = verify_database(&ks[..2], &ks[2], &state, false).unwrap();
+        assert_eq!(report.batches_new, 1);
+        assert_eq!(state.current(c), total(7));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The mixed workload: worker threads drawing operations from a weighted mix, recording every
 //! write in the expected state before and after issuing it, and checking every read.
 //!
-//! Key ownership: thread `t` of `T` is the only writer of the keys `k` with `k % T == t`, so at
+//! Key ownership: thread `t` of `T` is the only writer of the keys `k` with `k % T == t` (and
+//! of the counters `c`, slot `keys + c`, with `c % T == t`), so at
 //! most one write per key is in flight and a thread knows its own keys' states exactly. Reads
 //! (point, scans, snapshot reads) go to any key and are checked with [`check_read`]: a key of
 //! the reading thread must hold exactly its state; another thread's key anything between the
@@ -13,15 +14,18 @@
 //! be on record before it is issued: [`ExpectedState::begin_write`] for one key, or
 //! [`ExpectedState::begin_batch`] for several keys that commit atomically (a transaction's
 //! writes are such a batch: record them before the commit, acknowledge after it returns, and
-//! the start-up verification checks them all or nothing). An upsert must produce
-//! `value_of(key, gen + 1)` from the old value and its operand, so that a merge operator built
-//! for the test (e.g. "replace the generation field") keeps values derivable from `(key, gen)`.
+//! the start-up verification checks them all or nothing; see `Worker::transaction`).
+//!
+//! Upserts go to the counter keyspace (`strata::merge::Counter`), whose slots in the expected
+//! state hold totals: an upsert of `delta` (always positive, so totals only grow and a read of
+//! another thread's counter is checked against a range) is the write of `total + delta`.
 
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use strata::merge::Counter;
 use strata::{Db, Iter, Keyspace, Snapshot};
 
 use super::expected::{BatchKey, ExpectedState, MAX_BATCH};
@@ -29,18 +33,26 @@ use super::model::{
     derive_seed, key_name, keyspace_block, keyspace_of, missing_key_name, parse_key, value_of,
     KeyState, Rng, KEYSPACES,
 };
-use super::verify::{check_read, describe_found, Failure};
+use super::verify::{check_read, describe_counter, describe_found, matches, Failure};
 use super::StressError;
 
-/// The operations of the workload. Transactions and upserts will join when the engine has them.
+/// The operations of the workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpKind {
     /// Put one key (`Keyspace::put`).
     Put,
     /// Delete one key (`Keyspace::delete`).
     Delete,
-    /// A batch of 2..=16 puts and deletes across keyspaces (`WriteBatch::commit`).
+    /// A batch of 2..=16 puts and deletes across keyspaces, sometimes with upserts of counters
+    /// (`WriteBatch::commit`).
     Batch,
+    /// A read-modify-write transaction (`Db::transact`): reads 2..=4 of the thread's keys,
+    /// checks them, writes their next generations, sometimes upserts a counter too.
+    Transaction,
+    /// An upsert of one of the thread's counters (`Keyspace::upsert`, `Counter::operand`).
+    Upsert,
+    /// A point lookup of any counter.
+    CounterGet,
     /// A point lookup of any key, sometimes of a key never written.
     Get,
     /// A forward range scan of up to 64 keys (bounds inclusive, exclusive or open).
@@ -66,6 +78,9 @@ pub const MIX: &[(OpKind, u32)] = &[
     (OpKind::Put, 300),
     (OpKind::Delete, 60),
     (OpKind::Batch, 100),
+    (OpKind::Transaction, 60),
+    (OpKind::Upsert, 80),
+    (OpKind::CounterGet, 50),
     (OpKind::Get, 250),
     (OpKind::Scan, 60),
     (OpKind::ReverseScan, 50),
@@ -84,6 +99,9 @@ impl OpKind {
             OpKind::Put => "put",
             OpKind::Delete => "delete",
             OpKind::Batch => "batch",
+            OpKind::Transaction => "transaction",
+            OpKind::Upsert => "upsert",
+            OpKind::CounterGet => "counter_get",
             OpKind::Get => "get",
             OpKind::Scan => "scan",
             OpKind::ReverseScan => "reverse_scan",
@@ -115,6 +133,8 @@ pub struct Shared<'a> {
     pub db: &'a Db,
     /// Keyspace `i` holds the keys of `keyspace_block(i)`.
     pub keyspaces: &'a [Keyspace],
+    /// The counter keyspace.
+    pub counters: &'a Keyspace,
     /// The expected state.
     pub state: &'a ExpectedState,
     /// Worker threads.
@@ -125,6 +145,8 @@ pub struct Shared<'a> {
     pub deadline: Instant,
     /// Set to stop every thread (a failure, or an error).
     pub stop: AtomicBool,
+    /// Transactions `Db::transact` gave up on (conflicts after every retry).
+    pub txn_gave_up: AtomicU64,
     /// Operations done, per [`MIX`] entry.
     pub counts: Vec<AtomicU64>,
     /// Reads checked (keys seen by gets and scans).
@@ -138,6 +160,7 @@ impl<'a> Shared<'a> {
     pub fn new(
         db: &'a Db,
         keyspaces: &'a [Keyspace],
+        counters: &'a Keyspace,
         state: &'a ExpectedState,
         threads: usize,
         seed: u64,
@@ -146,11 +169,13 @@ impl<'a> Shared<'a> {
         Shared {
             db,
             keyspaces,
+            counters,
             state,
             threads,
             seed,
             deadline,
             stop: AtomicBool::new(false),
+            txn_gave_up: AtomicU64::new(0),
             counts: MIX.iter().map(|_| AtomicU64::new(0)).collect(),
             reads_checked: AtomicU64::new(0),
             error: Mutex::new(None),
@@ -188,6 +213,7 @@ struct Worker<'s, 'a> {
     thread: usize,
     rng: Rng,
     own: Vec<u64>,
+    own_counters: Vec<u64>,
     snapshot: Option<HeldSnapshot>,
 }
 
@@ -195,11 +221,15 @@ struct Worker<'s, 'a> {
 pub fn run_worker(shared: &Shared<'_>, thread: usize) {
     let keys = shared.state.keys();
     let own = (thread as u64..keys).step_by(shared.threads).collect();
+    let own_counters = (keys + thread as u64..shared.state.slots())
+        .step_by(shared.threads)
+        .collect();
     let mut worker = Worker {
         shared,
         thread,
         rng: Rng::new(derive_seed(shared.seed, thread as u64 + 1)),
         own,
+        own_counters,
         snapshot: None,
     };
     while !shared.stop.load(Ordering::Relaxed) && Instant::now() < shared.deadline {
@@ -263,6 +293,9 @@ impl Worker<'_, '_> {
         match op {
             OpKind::Put | OpKind::Delete => self.write_one(op == OpKind::Put),
             OpKind::Batch => self.batch(),
+            OpKind::Transaction => self.transaction(),
+            OpKind::Upsert => self.upsert(),
+            OpKind::CounterGet => self.counter_get(),
             OpKind::Get => self.get(),
             OpKind::Scan | OpKind::ReverseScan | OpKind::PrefixScan => self.scan(op, false),
             OpKind::TakeSnapshot => {
@@ -317,7 +350,7 @@ impl Worker<'_, '_> {
             return self.write_one(true);
         }
         let n = self.rng.between(2, MAX_BATCH.min(self.own.len()) as u64) as usize;
-        let mut keys: Vec<u64> = Vec::with_capacity(n);
+        let mut keys: Vec<u64> = Vec::with_capacity(n + 1);
         while keys.len() < n {
             let key = *self.rng.pick(&self.own);
             if !keys.contains(&key) {
@@ -326,7 +359,7 @@ impl Worker<'_, '_> {
         }
         let state = self.shared.state;
         let mut batch = self.shared.db.batch();
-        let mut record = Vec::with_capacity(n);
+        let mut record = Vec::with_capacity(n + 1);
         for &key in &keys {
             let old = state.current(key);
             let new = old.next(self.rng.chance(4, 5));
@@ -338,10 +371,138 @@ impl Worker<'_, '_> {
             }
             record.push(BatchKey { key, old, new });
         }
+        if n < MAX_BATCH && !self.own_counters.is_empty() && self.rng.chance(1, 3) {
+            let (key, old, new, operand) = self.next_upsert();
+            batch.upsert(self.shared.counters, key_name(key), operand);
+            record.push(BatchKey { key, old, new });
+        }
         Self::state_err(state.begin_batch(self.thread, &record))?;
         let r = batch.commit();
         self.engine("batch commit", r)?;
         Self::state_err(state.ack_batch(self.thread, &record))
+    }
+
+    /// One of the thread's counters, its total now and after an upsert of a random positive
+    /// delta, and that upsert's operand.
+    fn next_upsert(&mut self) -> (u64, KeyState, KeyState, [u8; 8]) {
+        let key = *self.rng.pick(&self.own_counters);
+        let delta = self.rng.between(1, 1000);
+        let old = self.shared.state.current(key);
+        (
+            key,
+            old,
+            KeyState(old.0 + delta),
+            Counter::operand(delta as i64),
+        )
+    }
+
+    fn upsert(&mut self) -> Result<(), StressError> {
+        if self.own_counters.is_empty() {
+            return Ok(());
+        }
+        let (key, _, new, operand) = self.next_upsert();
+        let state = self.shared.state;
+        Self::state_err(state.begin_write(key, new))?;
+        let r = self.shared.counters.upsert(key_name(key), operand);
+        self.engine("upsert", r)?;
+        Self::state_err(state.ack_write(key, new))
+    }
+
+    fn counter_get(&mut self) -> Result<(), StressError> {
+        let state = self.shared.state;
+        if state.counters() == 0 {
+            return Ok(());
+        }
+        let key = state.keys() + self.rng.below(state.counters());
+        let pre = state.current(key).0;
+        let r = self.shared.counters.get(key_name(key));
+        let found = self.engine("counter get", r)?;
+        let (post, pending) = self.post(key);
+        let hi = pending.map_or(post.0, |p| p.0.max(post.0));
+        self.shared.reads_checked.fetch_add(1, Ordering::Relaxed);
+        let total = super::model::counter_total(found.as_deref());
+        // Totals only grow: the read sees the total acknowledged before it or a later one.
+        if total.is_ok_and(|t| (pre..=hi).contains(&t)) {
+            return Ok(());
+        }
+        Err(StressError::Failed(vec![Failure {
+            key,
+            what: format!("counter lookup by thread {}", self.thread),
+            expected: if pre == hi {
+                format!("total {pre}")
+            } else {
+                format!("a total of {pre}..={hi}")
+            },
+            found: describe_counter(found.as_deref()),
+        }]))
+    }
+
+    /// Reads 2..=4 of the thread's keys in a transaction, checks each holds its state (nobody
+    /// else writes them), writes their next generations and sometimes upserts a counter; all
+    /// recorded as a batch, so the verifier checks all or nothing. The writes are chosen before
+    /// `transact` so every retry of the body writes the same ones.
+    fn transaction(&mut self) -> Result<(), StressError> {
+        if self.own.len() < 2 {
+            return self.write_one(true);
+        }
+        let n = self.rng.between(2, 4.min(self.own.len() as u64)) as usize;
+        let mut record: Vec<BatchKey> = Vec::with_capacity(n + 1);
+        let state = self.shared.state;
+        while record.len() < n {
+            let key = *self.rng.pick(&self.own);
+            if record.iter().all(|k| k.key != key) {
+                let old = state.current(key);
+                let new = old.next(self.rng.chance(4, 5));
+                record.push(BatchKey { key, old, new });
+            }
+        }
+        let mut upsert = None;
+        if !self.own_counters.is_empty() && self.rng.chance(1, 2) {
+            let (key, old, new, operand) = self.next_upsert();
+            record.push(BatchKey { key, old, new });
+            upsert = Some((key, operand));
+        }
+        Self::state_err(state.begin_batch(self.thread, &record))?;
+        let keys = self.keys();
+        let keyspaces = self.shared.keyspaces;
+        let counters = self.shared.counters;
+        let mut wrong: Option<Failure> = None;
+        let r = self.shared.db.transact(|tx| {
+            for k in record.iter().filter(|k| k.key < keys) {
+                let ks = &keyspaces[keyspace_of(k.key, keys) as usize];
+                let name = key_name(k.key);
+                let found = tx.get(ks, &name)?;
+                if !matches(k.key, k.old, found.as_deref()) && wrong.is_none() {
+                    wrong = Some(Failure {
+                        key: k.key,
+                        what: "read in a transaction".into(),
+                        expected: k.old.to_string(),
+                        found: describe_found(k.key, found.as_deref()),
+                    });
+                }
+                if k.new.present() {
+                    tx.put(ks, &name, value_of(k.key, k.new.gen()))?;
+                } else {
+                    tx.delete(ks, &name)?;
+                }
+            }
+            if let Some((key, operand)) = upsert {
+                tx.upsert(counters, key_name(key), operand)?;
+            }
+            Ok(())
+        });
+        if let Some(failure) = wrong {
+            return Err(StressError::Failed(vec![failure]));
+        }
+        match r {
+            Ok(()) => Self::state_err(state.ack_batch(self.thread, &record)),
+            Err(e) if e.is_conflict() => {
+                // Gave up after every retry: nothing was written.
+                self.shared.txn_gave_up.fetch_add(1, Ordering::Relaxed);
+                Self::state_err(state.abort_batch(self.thread, &record))
+            }
+            Err(e) => self.engine("transaction", Err(e)),
+        }
     }
 
     fn get(&mut self) -> Result<(), StressError> {
