@@ -193,7 +193,7 @@ impl ValueSpec {
     }
 }
 
-/// A range bound over the key set.
+/// A range bound over a target's key set (key `k` is `key(k)` of the target using it).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum KeyBound {
     Unbounded,
@@ -202,7 +202,7 @@ pub(crate) enum KeyBound {
 }
 
 impl KeyBound {
-    fn generate(u: &mut Unstructured) -> ArbResult<KeyBound> {
+    pub(crate) fn generate(u: &mut Unstructured) -> ArbResult<KeyBound> {
         Ok(match u.int_in_range(0..=2u8)? {
             0 => KeyBound::Unbounded,
             1 => KeyBound::Included(u.arbitrary()?),
@@ -210,12 +210,17 @@ impl KeyBound {
         })
     }
 
-    fn bound(self) -> Bound<Vec<u8>> {
+    /// The bound over the keys `key` names.
+    pub(crate) fn bound_with(self, key: fn(u8) -> Vec<u8>) -> Bound<Vec<u8>> {
         match self {
             KeyBound::Unbounded => Bound::Unbounded,
             KeyBound::Included(k) => Bound::Included(key(k)),
             KeyBound::Excluded(k) => Bound::Excluded(key(k)),
         }
+    }
+
+    fn bound(self) -> Bound<Vec<u8>> {
+        self.bound_with(key)
     }
 }
 

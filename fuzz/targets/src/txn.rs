@@ -24,7 +24,6 @@
 //! - after every commit, at the end, and after a clean reopen the database equals the model.
 
 use std::collections::BTreeMap;
-use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -33,7 +32,7 @@ use strata::fs::MemFs;
 use strata::merge::Counter;
 use strata::{Db, Error, Keyspace, KeyspaceOptions, Options, Savepoint, Transaction};
 
-use crate::model::{bounds_valid, counter_fold};
+use crate::model::{bounds_valid, counter_fold, KeyBound};
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -59,32 +58,6 @@ const KEYS: [&[u8]; 8] = [b"", b"a", b"aa", b"ab", b"b", b"ba", b"c", b"cc"];
 
 fn key(k: u8) -> Vec<u8> {
     KEYS[usize::from(k) % KEYS.len()].to_vec()
-}
-
-/// A range bound over [`KEYS`].
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum KeyBound {
-    Unbounded,
-    Included(u8),
-    Excluded(u8),
-}
-
-impl KeyBound {
-    fn generate(u: &mut Unstructured) -> ArbResult<KeyBound> {
-        Ok(match u.int_in_range(0..=2u8)? {
-            0 => KeyBound::Unbounded,
-            1 => KeyBound::Included(u.arbitrary()?),
-            _ => KeyBound::Excluded(u.arbitrary()?),
-        })
-    }
-
-    fn bound(self) -> Bound<Vec<u8>> {
-        match self {
-            KeyBound::Unbounded => Bound::Unbounded,
-            KeyBound::Included(k) => Bound::Included(key(k)),
-            KeyBound::Excluded(k) => Bound::Excluded(key(k)),
-        }
-    }
 }
 
 /// What a scan covers.
@@ -138,7 +111,7 @@ impl Scan {
                     .collect()
             }
             Shape::Range(lower, upper) => {
-                let (lower, upper) = (lower.bound(), upper.bound());
+                let (lower, upper) = (lower.bound_with(key), upper.bound_with(key));
                 if bounds_valid(&lower, &upper) {
                     model
                         .range((lower, upper))
@@ -657,7 +630,9 @@ impl Harness {
                         let prefix: Vec<u8> = key(k).into_iter().take(usize::from(len)).collect();
                         tx.prefix(ks, prefix)
                     }
-                    Shape::Range(lower, upper) => tx.range(ks, (lower.bound(), upper.bound())),
+                    Shape::Range(lower, upper) => {
+                        tx.range(ks, (lower.bound_with(key), upper.bound_with(key)))
+                    }
                 };
                 let limit = scan.limit.map_or(usize::MAX, usize::from);
                 let pair = |r: strata::Result<(strata::Key, strata::Value)>| {
