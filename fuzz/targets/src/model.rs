@@ -390,16 +390,28 @@ pub(crate) const OP_TABLE: &[(OpKind, u32)] = &[
     (OpKind::BatchUpsert, 5),
 ];
 
-fn pick_kind(u: &mut Unstructured) -> ArbResult<OpKind> {
-    let total: u32 = OP_TABLE.iter().map(|(_, w)| w).sum();
+/// One entry of a weighted table, chosen by the input (`fallback` if the table is empty).
+pub(crate) fn pick_weighted<K: Copy>(
+    u: &mut Unstructured,
+    table: &[(K, u32)],
+    fallback: K,
+) -> ArbResult<K> {
+    let total: u32 = table.iter().map(|(_, w)| w).sum();
+    if total == 0 {
+        return Ok(fallback);
+    }
     let mut roll = u.int_in_range(0..=total - 1)?;
-    for (kind, weight) in OP_TABLE {
+    for (kind, weight) in table {
         if roll < *weight {
             return Ok(*kind);
         }
         roll -= weight;
     }
-    Ok(OpKind::Get)
+    Ok(fallback)
+}
+
+fn pick_kind(u: &mut Unstructured) -> ArbResult<OpKind> {
+    pick_weighted(u, OP_TABLE, OpKind::Get)
 }
 
 impl Op {

@@ -32,7 +32,7 @@ use strata::fs::MemFs;
 use strata::merge::Counter;
 use strata::{Db, Error, Keyspace, KeyspaceOptions, Options, Savepoint, Transaction};
 
-use crate::model::{bounds_valid, counter_fold, KeyBound};
+use crate::model::{bounds_valid, counter_fold, pick_weighted, KeyBound};
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -240,15 +240,7 @@ const OP_TABLE: &[(OpKind, u32)] = &[
 ];
 
 fn pick_kind(u: &mut Unstructured) -> ArbResult<OpKind> {
-    let total: u32 = OP_TABLE.iter().map(|(_, w)| w).sum();
-    let mut roll = u.int_in_range(0..=total - 1)?;
-    for (kind, weight) in OP_TABLE {
-        if roll < *weight {
-            return Ok(*kind);
-        }
-        roll -= weight;
-    }
-    Ok(OpKind::Get)
+    pick_weighted(u, OP_TABLE, OpKind::Get)
 }
 
 /// A counter delta: mostly small, sometimes any `i64` (so sums wrap).
