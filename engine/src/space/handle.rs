@@ -631,6 +631,10 @@ impl Space {
     /// Adds an index, building it from the primary index while writes go on (see the module
     /// documentation). Returns once the index is ready for selects.
     ///
+    /// A writer that keeps changing exactly the rows the backfill is about to read (say, deleting
+    /// the oldest row in a tight loop) wins every race and holds the build back until it pauses;
+    /// after 10,000 conflicts in a row the build gives up with [`Error::Conflict`].
+    ///
     /// # Errors
     /// [`Error::Tuple`] for a bad definition; [`Error::DuplicateKey`] if a unique index finds two
     /// tuples with one key (the index is then removed again).
