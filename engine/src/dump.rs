@@ -79,9 +79,7 @@ pub(crate) fn dump_keyspace(db: &DbInner, ks: &Arc<KeyspaceInner>) -> Result<()>
         let handle = if memtable.is_empty() {
             None
         } else {
-            let entries = memtable
-                .iter()
-                .map(|(k, v)| Ok((k.key, k.seqno, k.kind, v)));
+            let entries = memtable.iter().map(Ok);
             Some(write_run(db, ks, entries, ks.options.dump_compression)?)
         };
         install_dump(db, ks, &memtable, handle.as_ref(), limit.saturating_sub(1))?;
@@ -158,10 +156,10 @@ fn install_dump(
 
 /// Writes a run from entries in internal order, through a temporary name, and returns its handle.
 /// The run is prepared in the metadata log; the caller logs `CreateRun`.
-pub(crate) fn write_run(
+pub(crate) fn write_run<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     db: &DbInner,
     ks: &KeyspaceInner,
-    entries: impl Iterator<Item = Result<(bytes::Bytes, u64, EntryKind, bytes::Bytes)>>,
+    entries: impl Iterator<Item = Result<(K, u64, EntryKind, V)>>,
     compression: Compression,
 ) -> Result<Arc<RunHandle>> {
     let run_id = db
@@ -186,7 +184,7 @@ pub(crate) fn write_run(
     let mut writer = RunWriter::new(&tmp, file, options)?;
     for entry in entries {
         let (key, seqno, kind, value) = entry?;
-        writer.add(&key, seqno, kind, &value)?;
+        writer.add(key.as_ref(), seqno, kind, value.as_ref())?;
     }
     let props = writer.finish()?;
     db.fs.rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;

@@ -167,7 +167,7 @@ impl KeyspaceInner {
             .memtables()
             .find(|m| m.accepts(seqno))
             .unwrap_or(&guard.active);
-        target.insert(entry.key.clone(), seqno, entry.kind, entry.value.clone())
+        target.insert(&entry.key, seqno, entry.kind, &entry.value)
     }
 
     /// Seals the active memtable at `limit` (called under the commit lock) and returns it, or

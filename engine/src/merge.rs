@@ -278,7 +278,7 @@ pub(crate) fn squash(
     };
     match crate::read::get_in(ks, &version, key, seqno) {
         Ok(Some(value)) => {
-            let charge = memtable.insert_squashed(key.clone(), seqno, value);
+            let charge = memtable.insert_squashed(key, seqno, &value);
             db.quota.charge(charge);
             ks.counters
                 .squashes

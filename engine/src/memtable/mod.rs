@@ -1,8 +1,14 @@
 //! Memtables: the in-memory sorted level.
 //!
-//! A memtable is a lock-free skiplist (`crossbeam-skiplist`) of entries ordered like runs: user
-//! key ascending, seqno descending. Each keyspace has one *active* memtable taking writes and a
-//! queue of *sealed* ones waiting to be dumped.
+//! A memtable is a skiplist (`skiplist.rs`: nodes in an arena, one writer at a time, lock-free
+//! readers) of entries ordered like runs: user key ascending, seqno descending. Each keyspace has
+//! one *active* memtable taking writes and a queue of *sealed* ones waiting to be dumped.
+//!
+//! Squashed entries. A long chain of upsert operands (Merge entries) is folded on a dump thread
+//! into a Put carrying the same seqno as the Merge entry topping the chain, flagged *squashed*.
+//! It sorts just before that entry, so readers going forward stop at it; cursors skip the second
+//! of two entries with one (key, seqno), so each direction sees exactly one of them, and both
+//! give the same value.
 //!
 //! Seqno routing. A memtable accepts the seqnos in `[start_seqno, limit_seqno)`. Sealing sets
 //! `limit_seqno` to the next seqno the commit pipeline will hand out (it seals under the commit
@@ -11,123 +17,20 @@
 //! is visible, the sealed memtable holds *exactly* the keyspace's writes below the limit, and its
 //! dump may record `Dumped { seqno: limit - 1 }` without ever covering a write that is elsewhere.
 
-use std::borrow::Borrow;
-use std::cmp::Ordering;
-use std::ops::Bound;
+mod skiplist;
+
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use crossbeam_skiplist::SkipMap;
-use strata_sstable::{compare_internal, EntryKind};
+use strata_sstable::EntryKind;
 
-/// Bytes charged per entry on top of key and value: skiplist node, tower and `Bytes` headers.
-const ENTRY_OVERHEAD_BYTES: u64 = 96;
+use skiplist::{Node, SkipList};
 
-/// A memtable key: user key, seqno and kind. Ordered by (key ascending, seqno descending); the
-/// kind does not take part (a (key, seqno) pair is unique).
-#[derive(Debug, Clone)]
-pub(crate) struct MemKey {
-    pub key: Bytes,
-    pub seqno: u64,
-    pub kind: EntryKind,
-    /// For a Merge entry: the length of the operand chain it tops in this memtable (itself
-    /// included), so long chains are noticed without walking them.
-    pub chain: u32,
-    /// A Put written by a squash: the folded value of the upsert chain topped by the Merge
-    /// entry with the same key and seqno. It sorts just before that entry, so readers going
-    /// forward stop at it; cursors skip the second of two entries with one (key, seqno), so
-    /// each direction sees exactly one of them, and both give the same value.
-    pub squashed: bool,
-}
-
-/// A borrowed view of an internal key, so lookups need no allocation.
-pub(crate) trait KeyView {
-    fn user_key(&self) -> &[u8];
-    fn seqno(&self) -> u64;
-}
-
-impl KeyView for MemKey {
-    fn user_key(&self) -> &[u8] {
-        &self.key
-    }
-
-    fn seqno(&self) -> u64 {
-        self.seqno
-    }
-}
-
-/// A lookup target: (key, seqno) without owning the key.
-pub(crate) struct Probe<'a> {
-    pub key: &'a [u8],
-    pub seqno: u64,
-}
-
-impl KeyView for Probe<'_> {
-    fn user_key(&self) -> &[u8] {
-        self.key
-    }
-
-    fn seqno(&self) -> u64 {
-        self.seqno
-    }
-}
-
-impl<'a> Borrow<dyn KeyView + 'a> for MemKey {
-    fn borrow(&self) -> &(dyn KeyView + 'a) {
-        self
-    }
-}
-
-impl Ord for dyn KeyView + '_ {
-    fn cmp(&self, other: &Self) -> Ordering {
-        compare_internal(
-            self.user_key(),
-            self.seqno(),
-            other.user_key(),
-            other.seqno(),
-        )
-    }
-}
-
-impl PartialOrd for dyn KeyView + '_ {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl PartialEq for dyn KeyView + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for dyn KeyView + '_ {}
-
-impl Ord for MemKey {
-    fn cmp(&self, other: &Self) -> Ordering {
-        compare_internal(&self.key, self.seqno, &other.key, other.seqno)
-            .then_with(|| other.squashed.cmp(&self.squashed))
-    }
-}
-
-impl PartialOrd for MemKey {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl PartialEq for MemKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for MemKey {}
-
-/// One memtable. Thread-safe: any number of concurrent inserts and readers.
+/// One memtable. Thread-safe: inserts serialise inside the skiplist (the commit leader is the
+/// only regular writer), any number of readers run concurrently.
 pub(crate) struct Memtable {
-    map: SkipMap<MemKey, Bytes>,
+    list: SkipList,
     size_bytes: AtomicU64,
     entries: AtomicU64,
     min_seqno: AtomicU64,
@@ -148,10 +51,13 @@ impl std::fmt::Debug for Memtable {
     }
 }
 
+/// One entry as a dump writes it: key, seqno, kind, value, borrowed from the memtable.
+pub(crate) type MemEntry<'a> = (&'a [u8], u64, EntryKind, &'a [u8]);
+
 impl Memtable {
     pub fn new(start_seqno: u64) -> Self {
         Memtable {
-            map: SkipMap::new(),
+            list: SkipList::new(),
             size_bytes: AtomicU64::new(0),
             entries: AtomicU64::new(0),
             min_seqno: AtomicU64::new(u64::MAX),
@@ -174,44 +80,44 @@ impl Memtable {
         seqno >= self.start_seqno && seqno < self.limit_seqno()
     }
 
-    /// Inserts one entry; returns the bytes charged to the memory quota and, for a Merge entry,
-    /// the length of the operand chain it now tops in this memtable (0 for other kinds).
+    /// Inserts one entry (copying key and value into the memtable's arena); returns the bytes
+    /// charged to the memory quota and, for a Merge entry, the length of the operand chain it
+    /// now tops in this memtable (0 for other kinds).
     ///
     /// Entries of one key must be inserted in seqno order for the chain length to be exact (the
     /// commit leader applies batches in seqno order).
-    pub fn insert(&self, key: Bytes, seqno: u64, kind: EntryKind, value: Bytes) -> (u64, u32) {
-        let charge = key.len() as u64 + value.len() as u64 + ENTRY_OVERHEAD_BYTES;
+    pub fn insert(&self, key: &[u8], seqno: u64, kind: EntryKind, value: &[u8]) -> (u64, u32) {
         let chain = if kind == EntryKind::Merge {
-            let older = Probe {
-                key: &key,
-                seqno: seqno.saturating_sub(1),
-            };
-            match self
-                .map
-                .lower_bound(Bound::Included(&older as &dyn KeyView))
-            {
-                Some(entry) if entry.key().key == key && entry.key().kind == EntryKind::Merge => {
-                    entry.key().chain.saturating_add(1)
+            match self.list.seek_ge(key, seqno.saturating_sub(1)) {
+                Some(older) if older.key() == key && older.kind() == EntryKind::Merge => {
+                    older.chain().saturating_add(1)
                 }
                 _ => 1,
             }
         } else {
             0
         };
-        self.map.insert(
-            MemKey {
-                key,
-                seqno,
-                kind,
-                chain,
-                squashed: false,
-            },
-            value,
-        );
+        let charge = self.add(key, seqno, kind, chain, false, value);
+        (charge, chain)
+    }
+
+    fn add(
+        &self,
+        key: &[u8],
+        seqno: u64,
+        kind: EntryKind,
+        chain: u32,
+        squashed: bool,
+        value: &[u8],
+    ) -> u64 {
+        let Some(bytes) = self.list.insert(key, seqno, kind, chain, squashed, value) else {
+            return 0;
+        };
+        let charge = bytes as u64;
         self.size_bytes.fetch_add(charge, AtomicOrdering::Relaxed);
         self.entries.fetch_add(1, AtomicOrdering::Relaxed);
         self.min_seqno.fetch_min(seqno, AtomicOrdering::Relaxed);
-        (charge, chain)
+        charge
     }
 
     pub fn size_bytes(&self) -> u64 {
@@ -223,7 +129,7 @@ impl Memtable {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.list.first().is_none()
     }
 
     /// Smallest seqno held, if any.
@@ -233,68 +139,58 @@ impl Memtable {
     }
 
     /// Adds the folded value of the upsert chain topped by the Merge entry `(key, seqno)` (see
-    /// [`MemKey::squashed`]); returns the bytes charged. The caller computed `value` as the
-    /// key's value visible at `seqno`.
-    pub fn insert_squashed(&self, key: Bytes, seqno: u64, value: Bytes) -> u64 {
-        let charge = key.len() as u64 + value.len() as u64 + ENTRY_OVERHEAD_BYTES;
-        self.map.insert(
-            MemKey {
-                key,
-                seqno,
-                kind: EntryKind::Put,
-                chain: 0,
-                squashed: true,
-            },
-            value,
-        );
-        self.size_bytes.fetch_add(charge, AtomicOrdering::Relaxed);
-        self.entries.fetch_add(1, AtomicOrdering::Relaxed);
-        charge
+    /// the module documentation); returns the bytes charged (0 if that squash was done
+    /// already). The caller computed `value` as the key's value visible at `seqno`.
+    pub fn insert_squashed(&self, key: &[u8], seqno: u64, value: &[u8]) -> u64 {
+        self.add(key, seqno, EntryKind::Put, 0, true, value)
     }
 
     /// Calls `f` with each version of `key` visible at `read_seqno`, newest first, while it
-    /// returns true.
+    /// returns true. Values are copied out of the memtable.
     pub fn for_each_version(
         &self,
         key: &[u8],
         read_seqno: u64,
         mut f: impl FnMut(EntryKind, Bytes) -> bool,
     ) {
-        let probe = Probe {
-            key,
-            seqno: read_seqno,
-        };
-        for entry in self
-            .map
-            .range::<dyn KeyView, _>((Bound::Included(&probe as &dyn KeyView), Bound::Unbounded))
-        {
-            let found = entry.key();
-            if found.key.as_ref() != key || !f(found.kind, entry.value().clone()) {
+        let mut node = self.list.seek_ge(key, read_seqno);
+        while let Some(found) = node {
+            if found.key() != key || !f(found.kind(), Bytes::copy_from_slice(found.value())) {
                 return;
             }
+            node = found.successor();
         }
     }
 
     /// Every entry in order, one per (key, seqno): a squashed Put hides the Merge entry it
     /// folds (for dumps, whose runs hold each internal key once).
-    pub fn iter(&self) -> impl Iterator<Item = (MemKey, Bytes)> + '_ {
-        let mut previous: Option<(Bytes, u64)> = None;
-        self.map.iter().filter_map(move |entry| {
-            let key = entry.key();
-            if previous
-                .as_ref()
-                .is_some_and(|(k, s)| *k == key.key && *s == key.seqno)
-            {
-                return None;
-            }
-            previous = Some((key.key.clone(), key.seqno));
-            Some((key.clone(), entry.value().clone()))
+    pub fn iter(&self) -> impl Iterator<Item = MemEntry<'_>> + '_ {
+        let mut node = self.list.first();
+        std::iter::from_fn(move || {
+            let current = node?;
+            node = successor_skipping_pair(current);
+            Some((
+                current.key(),
+                current.seqno(),
+                current.kind(),
+                current.value(),
+            ))
         })
     }
 }
 
-/// Memtables with more entries than this are freed on a background thread.
-const BACKGROUND_FREE_ENTRIES: u64 = 4096;
+/// The next node after `node`, skipping the second entry of a squashed pair.
+fn successor_skipping_pair(node: Node<'_>) -> Option<Node<'_>> {
+    let next = node.successor()?;
+    if next.seqno() == node.seqno() && next.key() == node.key() {
+        next.successor()
+    } else {
+        Some(next)
+    }
+}
+
+/// Memtables holding more than this are freed on a background thread.
+const BACKGROUND_FREE_BYTES: u64 = 4 << 20;
 
 type Garbage = Box<dyn Send>;
 
@@ -316,27 +212,27 @@ fn freeing_thread() -> Option<&'static crossbeam_channel::Sender<Garbage>> {
 }
 
 impl Drop for Memtable {
-    /// The last reference to a dumped memtable is often a reader's tree version; freeing a
-    /// skiplist of hundreds of thousands of nodes there would stall that read for hundreds of
-    /// milliseconds, so large ones are handed to a background thread.
+    /// The last reference to a dumped memtable is often a reader's tree version; returning tens
+    /// of megabytes of arena to the OS there would stall that read, so large ones are handed to
+    /// a background thread.
     fn drop(&mut self) {
-        if self.entries() <= BACKGROUND_FREE_ENTRIES {
+        if self.size_bytes() <= BACKGROUND_FREE_BYTES {
             return;
         }
-        let map = std::mem::replace(&mut self.map, SkipMap::new());
+        let list = std::mem::take(&mut self.list);
         if let Some(sender) = freeing_thread() {
-            // On a send error the map comes back inside the error and is freed here.
-            let _ = sender.send(Box::new(map));
+            // On a send error the list comes back inside the error and is freed here.
+            let _ = sender.send(Box::new(list));
         }
     }
 }
 
 /// A cursor over a memtable in internal order, implementing the merge iterator's source
-/// interface. Holds the memtable alive. Each move re-seeks from the current key (O(log n)),
-/// because a skiplist entry borrows the map and cannot live beside the `Arc` that owns it.
+/// interface. Holds the memtable alive. Moving forward follows a link; moving backward
+/// searches again from the top (O(log n)), as the skiplist has no back links.
 pub(crate) struct MemCursor {
     mem: Arc<Memtable>,
-    current: Option<(MemKey, Bytes)>,
+    current: Option<skiplist::Position>,
 }
 
 impl MemCursor {
@@ -344,13 +240,15 @@ impl MemCursor {
         MemCursor { mem, current: None }
     }
 
-    fn set(&mut self, entry: Option<crossbeam_skiplist::map::Entry<'_, MemKey, Bytes>>) {
-        self.current = entry.map(|e| (e.key().clone(), e.value().clone()));
+    fn set(&mut self, node: Option<Node<'_>>) {
+        self.current = node.map(|n| n.position());
     }
 
-    fn current(&self) -> &(MemKey, Bytes) {
-        match &self.current {
-            Some(current) => current,
+    fn node(&self) -> Node<'_> {
+        match self.current {
+            // SAFETY: the cursor only holds positions of nodes of `self.mem`'s list, which the
+            // `Arc` keeps alive.
+            Some(position) => unsafe { self.mem.list.node_at(position) },
             None => {
                 panic!("MemCursor accessed while not positioned on an entry (check valid() first)")
             }
@@ -364,62 +262,61 @@ impl strata_compaction::EntrySource for MemCursor {
     }
 
     fn key(&self) -> &[u8] {
-        &self.current().0.key
+        self.node().key()
     }
 
     fn seqno(&self) -> u64 {
-        self.current().0.seqno
+        self.node().seqno()
     }
 
     fn kind(&self) -> EntryKind {
-        self.current().0.kind
+        self.node().kind()
     }
 
     fn value(&self) -> Bytes {
-        self.current().1.clone()
+        Bytes::copy_from_slice(self.node().value())
     }
 
     fn seek_to_first(&mut self) -> strata_compaction::SourceResult<()> {
         let mem = Arc::clone(&self.mem);
-        self.set(mem.map.front());
+        self.set(mem.list.first());
         Ok(())
     }
 
     fn seek_to_last(&mut self) -> strata_compaction::SourceResult<()> {
         let mem = Arc::clone(&self.mem);
-        self.set(mem.map.back());
+        self.set(mem.list.last());
         Ok(())
     }
 
     fn seek(&mut self, key: &[u8], seqno: u64) -> strata_compaction::SourceResult<()> {
         let mem = Arc::clone(&self.mem);
-        let probe = Probe { key, seqno };
-        self.set(mem.map.lower_bound(Bound::Included(&probe as &dyn KeyView)));
+        self.set(mem.list.seek_ge(key, seqno));
         Ok(())
     }
 
     fn seek_for_prev(&mut self, key: &[u8], seqno: u64) -> strata_compaction::SourceResult<()> {
         let mem = Arc::clone(&self.mem);
-        let probe = Probe { key, seqno };
-        self.set(mem.map.upper_bound(Bound::Included(&probe as &dyn KeyView)));
+        self.set(mem.list.seek_le(key, seqno));
         Ok(())
     }
 
     fn next(&mut self) -> strata_compaction::SourceResult<()> {
-        let Some((key, _)) = self.current.take() else {
-            return Ok(());
-        };
-        let mem = Arc::clone(&self.mem);
-        self.set(mem.map.lower_bound(Bound::Excluded(&key as &dyn KeyView)));
+        if self.current.is_some() {
+            self.current = successor_skipping_pair(self.node()).map(|n| n.position());
+        }
         Ok(())
     }
 
     fn prev(&mut self) -> strata_compaction::SourceResult<()> {
-        let Some((key, _)) = self.current.take() else {
-            return Ok(());
-        };
-        let mem = Arc::clone(&self.mem);
-        self.set(mem.map.upper_bound(Bound::Excluded(&key as &dyn KeyView)));
+        if self.current.is_some() {
+            let node = self.node();
+            self.current = self
+                .mem
+                .list
+                .seek_lt(node.key(), node.seqno())
+                .map(|n| n.position());
+        }
         Ok(())
     }
 }
@@ -429,8 +326,8 @@ mod tests {
     use super::*;
     use strata_compaction::EntrySource;
 
-    fn b(s: &str) -> Bytes {
-        Bytes::copy_from_slice(s.as_bytes())
+    fn b(s: &str) -> &[u8] {
+        s.as_bytes()
     }
 
     fn versions(mem: &Memtable, key: &str, read_seqno: u64) -> Vec<(u64, EntryKind)> {
@@ -477,7 +374,10 @@ mod tests {
             Some(&(12, EntryKind::Put)),
             "point reads stop at the squashed value"
         );
-        let dumped: Vec<(u64, EntryKind)> = mem.iter().map(|(k, _)| (k.seqno, k.kind)).collect();
+        let dumped: Vec<(u64, EntryKind)> = mem
+            .iter()
+            .map(|(_, seqno, kind, _)| (seqno, kind))
+            .collect();
         assert_eq!(
             dumped,
             vec![
