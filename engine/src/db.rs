@@ -195,8 +195,10 @@ impl Db {
         ])?;
         // The metadata lock is held until the keyspace is registered, so a concurrent creator
         // of the same name finds it in the registry instead of in the log only.
+        let bloom_bytes =
+            crate::memtable::bloom_bytes_for_budget(self.inner.options.memory_limit_bytes);
         let version = TreeVersion {
-            active: Arc::new(Memtable::new(0)),
+            active: Arc::new(Memtable::new(0, bloom_bytes)),
             sealed: Vec::new(),
             ranges: vec![Arc::new(Range {
                 id: range,
@@ -212,6 +214,7 @@ impl Db {
             options,
             merge_operator,
             version,
+            bloom_bytes,
         ));
         let mut registry = self
             .inner

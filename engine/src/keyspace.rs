@@ -78,6 +78,8 @@ pub(crate) struct KeyspaceInner {
     /// The operator itself, once a handle was opened with it (it is code: it cannot come from
     /// disk). Until then compaction leaves operand chains unfolded.
     merge_operator: OnceLock<Arc<dyn MergeOperator>>,
+    /// Bloom filter size of each new memtable (`memtable::bloom_bytes_for_budget`).
+    pub memtable_bloom_bytes: usize,
 }
 
 impl std::fmt::Debug for KeyspaceInner {
@@ -96,6 +98,7 @@ impl KeyspaceInner {
         options: KeyspaceOptions,
         stored_merge_operator: Option<String>,
         version: TreeVersion,
+        memtable_bloom_bytes: usize,
     ) -> Self {
         let merge_operator = OnceLock::new();
         if let Some(operator) = &options.merge_operator {
@@ -104,6 +107,7 @@ impl KeyspaceInner {
             }
         }
         KeyspaceInner {
+            memtable_bloom_bytes,
             stored_merge_operator,
             merge_operator,
             id,
@@ -152,7 +156,7 @@ impl KeyspaceInner {
     pub fn clear(&self) {
         let mut guard = self.version.write().unwrap_or_else(|p| p.into_inner());
         *guard = Arc::new(TreeVersion {
-            active: Arc::new(Memtable::new(0)),
+            active: Arc::new(Memtable::new(0, 0)),
             sealed: Vec::new(),
             ranges: Vec::new(),
         });
@@ -181,7 +185,7 @@ impl KeyspaceInner {
         sealed.seal(limit);
         let mut next = TreeVersion::clone(&guard);
         next.sealed.insert(0, Arc::clone(&sealed));
-        next.active = Arc::new(Memtable::new(limit));
+        next.active = Arc::new(Memtable::new(limit, self.memtable_bloom_bytes));
         #[cfg(feature = "invariants")]
         next.check_invariants();
         *guard = Arc::new(next);

@@ -51,7 +51,7 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<DbInner> {
             })?;
         // The tree is built below; a keyspace starts empty until its ranges are known.
         let placeholder = TreeVersion {
-            active: Arc::new(Memtable::new(0)),
+            active: Arc::new(Memtable::new(0, 0)),
             sealed: Vec::new(),
             ranges: Vec::new(),
         };
@@ -61,6 +61,7 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<DbInner> {
             ks_options,
             merge_operator,
             placeholder,
+            crate::memtable::bloom_bytes_for_budget(options.memory_limit_bytes),
         ));
         let mut runs = BTreeMap::new();
         for (&run_id, info) in &ks_meta.runs {
@@ -93,7 +94,7 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<DbInner> {
         }
         let ranges = build_ranges(&mut meta, ks_meta, &runs)?;
         let tree = TreeVersion {
-            active: Arc::new(Memtable::new(0)),
+            active: Arc::new(Memtable::new(0, ks.memtable_bloom_bytes)),
             sealed: Vec::new(),
             ranges,
         };

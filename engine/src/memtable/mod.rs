@@ -17,6 +17,7 @@
 //! is visible, the sealed memtable holds *exactly* the keyspace's writes below the limit, and its
 //! dump may record `Dumped { seqno: limit - 1 }` without ever covering a write that is elsewhere.
 
+mod bloom;
 mod skiplist;
 
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
@@ -25,12 +26,16 @@ use std::sync::Arc;
 use bytes::Bytes;
 use strata_sstable::EntryKind;
 
+pub(crate) use bloom::bytes_for_budget as bloom_bytes_for_budget;
+use bloom::MemBloom;
 use skiplist::{Node, SkipList};
 
 /// One memtable. Thread-safe: inserts serialise inside the skiplist (the commit leader is the
 /// only regular writer), any number of readers run concurrently.
 pub(crate) struct Memtable {
     list: SkipList,
+    /// Lets point lookups skip this memtable (`bloom.rs`).
+    bloom: MemBloom,
     size_bytes: AtomicU64,
     entries: AtomicU64,
     min_seqno: AtomicU64,
@@ -55,9 +60,12 @@ impl std::fmt::Debug for Memtable {
 pub(crate) type MemEntry<'a> = (&'a [u8], u64, EntryKind, &'a [u8]);
 
 impl Memtable {
-    pub fn new(start_seqno: u64) -> Self {
+    /// An empty memtable taking seqnos from `start_seqno`, with a bloom filter of about
+    /// `bloom_bytes` (see [`bloom_bytes_for_budget`]; 0 disables it).
+    pub fn new(start_seqno: u64, bloom_bytes: usize) -> Self {
         Memtable {
             list: SkipList::new(),
+            bloom: MemBloom::new(bloom_bytes),
             size_bytes: AtomicU64::new(0),
             entries: AtomicU64::new(0),
             min_seqno: AtomicU64::new(u64::MAX),
@@ -110,6 +118,8 @@ impl Memtable {
         squashed: bool,
         value: &[u8],
     ) -> u64 {
+        // Before the node is linked: see bloom.rs on why readers then never miss it.
+        self.bloom.insert(key);
         let Some(bytes) = self.list.insert(key, seqno, kind, chain, squashed, value) else {
             return 0;
         };
@@ -153,6 +163,9 @@ impl Memtable {
         read_seqno: u64,
         mut f: impl FnMut(EntryKind, Bytes) -> bool,
     ) {
+        if !self.bloom.may_contain(key) {
+            return;
+        }
         let mut node = self.list.seek_ge(key, read_seqno);
         while let Some(found) = node {
             if found.key() != key || !f(found.kind(), Bytes::copy_from_slice(found.value())) {
@@ -347,7 +360,7 @@ mod tests {
 
     #[test]
     fn versions_come_newest_first_from_the_read_seqno() {
-        let mem = Memtable::new(1);
+        let mem = Memtable::new(1, 4096);
         mem.insert(b("k"), 5, EntryKind::Put, b("5"));
         mem.insert(b("k"), 9, EntryKind::Delete, b("9"));
         mem.insert(b("j"), 7, EntryKind::Put, b("7"));
@@ -364,7 +377,7 @@ mod tests {
 
     #[test]
     fn a_squashed_put_shadows_its_merge_in_every_direction() {
-        let mem = Arc::new(Memtable::new(1));
+        let mem = Arc::new(Memtable::new(1, 4096));
         mem.insert(b("k"), 1, EntryKind::Merge, b("1"));
         mem.insert(b("k"), 2, EntryKind::Merge, b("2"));
         mem.insert(b("l"), 3, EntryKind::Put, b("3"));
@@ -414,7 +427,7 @@ mod tests {
 
     #[test]
     fn merge_chains_are_counted() {
-        let mem = Memtable::new(1);
+        let mem = Memtable::new(1, 4096);
         assert_eq!(mem.insert(b("k"), 1, EntryKind::Merge, b("1")).1, 1);
         assert_eq!(mem.insert(b("k"), 2, EntryKind::Merge, b("2")).1, 2);
         assert_eq!(mem.insert(b("j"), 3, EntryKind::Merge, b("3")).1, 1);
@@ -425,7 +438,7 @@ mod tests {
 
     #[test]
     fn cursor_walks_both_ways_and_seeks() {
-        let mem = Arc::new(Memtable::new(1));
+        let mem = Arc::new(Memtable::new(1, 4096));
         for (k, s) in [("a", 3), ("a", 1), ("b", 2), ("c", 4)] {
             mem.insert(b(k), s, EntryKind::Put, b(k));
         }
@@ -458,7 +471,7 @@ mod tests {
 
     #[test]
     fn seqno_routing_follows_the_seal() {
-        let mem = Memtable::new(10);
+        let mem = Memtable::new(10, 4096);
         assert!(mem.accepts(10) && mem.accepts(1 << 40) && !mem.accepts(9));
         mem.seal(20);
         assert!(mem.accepts(19) && !mem.accepts(20));
