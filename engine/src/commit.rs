@@ -64,7 +64,9 @@ struct Pending {
     entries: Vec<BatchEntry>,
     payload: Vec<u8>,
     sync: bool,
-    slot: Arc<Slot>,
+    /// Where a leader leaves this commit's result; `None` for the leader's own commit, which
+    /// learns its result directly (so an uncontended commit allocates no slot).
+    slot: Option<Arc<Slot>>,
 }
 
 struct CommitState {
@@ -75,6 +77,17 @@ struct CommitState {
     waiting: usize,
     /// The last leader handed leadership to the oldest queued commit (`queue[0]`).
     handoff: bool,
+    /// An empty vector with capacity, swapped in for the queue a leader takes, so queueing
+    /// does not allocate.
+    spare_queue: Vec<Pending>,
+}
+
+/// A pending commit as a WAL record: its payload and last seqno.
+fn wal_record(pending: &Pending) -> (&[u8], u64) {
+    (
+        pending.payload.as_slice(),
+        pending.first_seqno + pending.entries.len() as u64 - 1,
+    )
 }
 
 /// The WAL's writer and the closed segments still holding undumped data.
@@ -142,6 +155,7 @@ impl CommitPipeline {
                 leader_active: false,
                 waiting: 0,
                 handoff: false,
+                spare_queue: Vec::new(),
             }),
             member_done: Condvar::new(),
             wal: Mutex::new(wal),
@@ -253,22 +267,23 @@ impl CommitPipeline {
             payload.reserve(batch::encoded_len(&entries));
             batch::encode(0, &entries, &mut payload);
         }
-        let slot = Arc::new(Slot::default());
         let mut state = lock(&self.state);
         let first_seqno = state.next_seqno;
         gate(first_seqno, &entries)?;
         state.next_seqno += count;
         batch::set_first_seqno(&mut payload, first_seqno);
         let sync = sync || self.mode == WalMode::Fsync;
+        let follower = state.leader_active;
+        let slot = follower.then(|| Arc::new(Slot::default()));
         state.queue.push(Pending {
             first_seqno,
             entries,
             payload,
             sync,
-            slot: Arc::clone(&slot),
+            slot: slot.clone(),
         });
 
-        if state.leader_active {
+        if let Some(slot) = &slot {
             state.waiting += 1;
             loop {
                 if let Some(result) = lock(&slot.result).clone() {
@@ -282,7 +297,8 @@ impl CommitPipeline {
                     && state
                         .queue
                         .first()
-                        .is_some_and(|p| Arc::ptr_eq(&p.slot, &slot))
+                        .and_then(|p| p.slot.as_ref())
+                        .is_some_and(|s| Arc::ptr_eq(s, slot))
                 {
                     state.handoff = false;
                     state.waiting -= 1;
@@ -298,12 +314,19 @@ impl CommitPipeline {
         }
 
         // Leader: write everything queued, which includes this commit.
-        let group = std::mem::take(&mut state.queue);
+        let spare = std::mem::take(&mut state.spare_queue);
+        let mut group = std::mem::replace(&mut state.queue, spare);
         drop(state);
         let outcome = self.write_group(&group, apply);
-        state = lock(&self.state);
         for member in &group {
-            *lock(&member.slot.result) = Some(outcome.clone());
+            if let Some(member_slot) = &member.slot {
+                *lock(&member_slot.result) = Some(outcome.clone());
+            }
+        }
+        group.clear();
+        state = lock(&self.state);
+        if state.spare_queue.capacity() == 0 {
+            state.spare_queue = group;
         }
         if state.queue.is_empty() {
             state.leader_active = false;
@@ -317,13 +340,9 @@ impl CommitPipeline {
             self.member_done.notify_all();
         }
         drop(state);
-        let result = lock(&slot.result).clone();
-        match result {
-            Some(Ok(())) => Ok(first_seqno + count - 1),
-            Some(Err(failure)) => Err(failure.to_error()),
-            None => Err(Error::Poisoned {
-                reason: "commit lost its result".into(),
-            }),
+        match outcome {
+            Ok(()) => Ok(first_seqno + count - 1),
+            Err(failure) => Err(failure.to_error()),
         }
     }
 
@@ -388,16 +407,12 @@ impl CommitPipeline {
                 message: "WAL is closed".into(),
             });
         };
-        let records: Vec<(&[u8], u64)> = group
-            .iter()
-            .map(|m| {
-                (
-                    m.payload.as_slice(),
-                    m.first_seqno + m.entries.len() as u64 - 1,
-                )
-            })
-            .collect();
-        let written = writer.append(&records).map_err(fail)?;
+        // A group of one (every uncontended commit) needs no vector.
+        let written = match group {
+            [only] => writer.append(&[wal_record(only)]),
+            _ => writer.append(&group.iter().map(wal_record).collect::<Vec<_>>()),
+        }
+        .map_err(fail)?;
         self.counters
             .wal_bytes
             .fetch_add(written, Ordering::Relaxed);
