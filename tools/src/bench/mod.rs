@@ -6,9 +6,7 @@
 //! `strata bench --benchmarks fillseq,readrandom --num 1000000 --reads 200000` runs the named
 //! workloads in order on one database (a fresh temporary directory unless `--db DIR` is given)
 //! and prints, per workload, db_bench's line, latency percentiles and the engine's figures, then
-//! a summary table. See [`workloads::Workload`] for what each workload does; `upsertrandom` and
-//! `txnrandom` are accepted and reported as skipped until the engine has merge operators and
-//! transactions.
+//! a summary table. See [`workloads::Workload`] for what each workload does.
 //!
 //! Keys are `--key-size` bytes: the key number in decimal, zero-padded (db_bench's style).
 //! Random workloads draw key numbers uniformly from `0..num` (with replacement, so `fillrandom`
@@ -215,7 +213,7 @@ fn wal_mode_name(mode: WalMode) -> &'static str {
 pub struct RunArgs {
     /// Workloads to run in order, comma-separated: fillseq, fillrandom, overwrite, readrandom,
     /// readmissing, readseq, readreverse, seekrandom, readwhilewriting, fillsync, updaterandom,
-    /// deleterandom (upsertrandom and txnrandom are skipped for now).
+    /// upsertrandom (counter upserts), txnrandom (two-key transfer transactions), deleterandom.
     #[arg(long, default_value = DEFAULT_BENCHMARKS)]
     pub benchmarks: String,
     /// Keys in the key space; writes per thread of fillseq, fillrandom, overwrite and
