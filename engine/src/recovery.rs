@@ -177,9 +177,16 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<DbInner> {
             }
         }
         chain.segment_end(&segment.path, contents.valid_len);
-        match wal::repair_torn_tail(fs.as_ref(), dir, segment, &contents)? {
+        // Only the last segment can end in a torn write or in preallocated zeros; it is cut to
+        // its last record before a new segment follows it.
+        let repair = if is_last {
+            wal::repair_tail(fs.as_ref(), dir, segment, &contents)?
+        } else {
+            wal::TailRepair::Clean
+        };
+        match repair {
             wal::TailRepair::Removed => continue,
-            // A truncation is durable; an untouched last segment may not be.
+            // A cut is durable, records included; an untouched last segment may not be.
             wal::TailRepair::Clean if is_last => wal::sync_segment(fs.as_ref(), segment)?,
             wal::TailRepair::Clean | wal::TailRepair::Truncated(_) => {}
         }
@@ -188,9 +195,12 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<DbInner> {
     let next_segment_id = segments.last().map_or(1, |s| s.id + 1);
     let writer = match options.wal_mode {
         WalMode::None => None,
-        WalMode::Write | WalMode::Fsync => {
-            Some(WalWriter::create(Arc::clone(&fs), dir, next_segment_id)?)
-        }
+        WalMode::Write | WalMode::Fsync => Some(WalWriter::create(
+            Arc::clone(&fs),
+            dir,
+            next_segment_id,
+            options.wal_segment_size_bytes,
+        )?),
     };
     let wal_state = WalState {
         writer,

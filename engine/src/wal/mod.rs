@@ -10,8 +10,10 @@
 //! [`WalWriter::sync`] (durability mode, group commit) and when to [`WalWriter::rotate`], and
 //! deletes segments with [`remove_segment`] once every keyspace has dumped past their last seqno.
 //! At recovery it lists the segments with [`list_segments`], reads each with [`read_segment`]
-//! (`is_last` for the newest) and repairs a torn tail of the last one with
-//! [`repair_torn_tail`] before writing anything.
+//! (`is_last` for the newest) and cuts the last one back to its last record with
+//! [`repair_tail`] (a torn write, or the zeros of its preallocated tail) before writing
+//! anything. The writer preallocates the active segment ahead of its records, so commits
+//! overwrite zeros instead of growing the file (see `writer.rs`).
 
 mod chain;
 mod format;
@@ -134,44 +136,46 @@ pub(crate) fn sync_segment(fs: &dyn Fs, segment: &SegmentFile) -> Result<()> {
     file.sync_data().map_err(io)
 }
 
-/// What [`repair_torn_tail`] did.
+/// What [`repair_tail`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TailRepair {
-    /// The segment had no torn tail; nothing was done.
+    /// The segment ended at its last record; nothing was done.
     Clean,
-    /// The segment was cut to this length (durably).
+    /// The segment was cut to this length (durably, data included): it ended in a torn write
+    /// or in the zeros of its preallocated tail.
     Truncated(u64),
     /// The segment's header was torn (a crash while it was being created), so it held nothing
     /// and was removed.
     Removed,
 }
 
-/// Drops the torn tail that [`read_segment`] reported for the last segment `segment` in `dir`,
-/// so that the segment stays valid once a later segment exists. The engine must call it before
-/// it creates or appends to any segment after recovery.
+/// Cuts the last segment `segment` in `dir` back to the end of its last record, as
+/// [`read_segment`] found it, so that it stays valid once a later segment exists: a torn tail,
+/// and the unwritten zeros the writer preallocated, would read as corruption in a segment that
+/// is not the last. The engine must call it before it creates any segment after recovery (it
+/// never appends to a recovered segment).
 ///
-/// A tail torn at a record is cut off with [`Fs::truncate`] (durable when it returns). A segment
-/// torn at 0 (its header never completed) is removed with [`remove_segment`] instead: truncated
-/// to nothing it would still lack a header, which is corruption in a non-last segment.
+/// A segment longer than [`SegmentContents::valid_len`] is cut with [`Fs::truncate`] (durable
+/// when it returns, and it syncs the records kept). A segment torn at 0 (its header never
+/// completed) is removed with [`remove_segment`] instead: truncated to nothing it would still
+/// lack a header, which is corruption in a non-last segment.
 ///
 /// # Errors
 /// [`Error::Io`] naming the segment or `dir`.
-pub(crate) fn repair_torn_tail(
+pub(crate) fn repair_tail(
     fs: &dyn Fs,
     dir: &Path,
     segment: &SegmentFile,
     contents: &SegmentContents,
 ) -> Result<TailRepair> {
-    match contents.torn_tail {
-        None => Ok(TailRepair::Clean),
-        Some(0) => {
-            remove_file_durably(fs, dir, &segment.path)?;
-            Ok(TailRepair::Removed)
-        }
-        Some(offset) => {
-            fs.truncate(&segment.path, offset)
-                .map_err(|e| Error::io(&segment.path, e))?;
-            Ok(TailRepair::Truncated(offset))
-        }
+    if contents.torn_tail == Some(0) {
+        remove_file_durably(fs, dir, &segment.path)?;
+        return Ok(TailRepair::Removed);
     }
+    if contents.file_len <= contents.valid_len {
+        return Ok(TailRepair::Clean);
+    }
+    fs.truncate(&segment.path, contents.valid_len)
+        .map_err(|e| Error::io(&segment.path, e))?;
+    Ok(TailRepair::Truncated(contents.valid_len))
 }

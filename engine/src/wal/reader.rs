@@ -27,13 +27,17 @@ pub(crate) struct SegmentContents {
     /// The valid records, in file order.
     pub(crate) records: Vec<WalRecord>,
     /// The end of the last valid record: the segment header's length if there are none, 0 if the
-    /// header itself is missing (torn). Everything before it is the log; with [`Self::torn_tail`]
-    /// set, everything from it on must be cut off before anything is appended after it.
+    /// header itself is missing (torn). Everything before it is the log; everything from it on
+    /// (a torn tail, or the zeros of a preallocated tail) must be cut off before a later segment
+    /// is written (see [`super::repair_tail`]).
     pub(crate) valid_len: u64,
-    /// Set (to `valid_len`) when the last segment ends in bytes that are not records and that no
-    /// valid record follows: a write torn by a crash, or a zero-filled tail. The engine must then
-    /// repair the segment before writing any later segment (see [`super::repair_torn_tail`]):
-    /// otherwise it stops being the last segment and the same bytes read as corruption.
+    /// The segment file's length: more than `valid_len` when it ends in a torn tail or in
+    /// zeros.
+    pub(crate) file_len: u64,
+    /// Set (to `valid_len`) when the last segment ends in bytes that are neither records nor
+    /// zeros and that no valid record follows: a write torn by a crash (or a segment whose
+    /// header was torn, at 0). A tail of zeros from `valid_len` to the end is not torn: it is
+    /// the unwritten, preallocated end of the active segment, the normal end of the log.
     pub(crate) torn_tail: Option<u64>,
     /// Damaged ranges passed over in [`WalRecoveryMode::SkipCorrupted`]: the offset where each
     /// damaged range starts and what was wrong there. Always empty in
@@ -54,8 +58,10 @@ impl SegmentContents {
 ///
 /// - A damaged record (bad crc, length 0 or above the limit, running past the end, unknown type)
 ///   after which no valid record exists anywhere later in the *last* segment is a torn tail:
-///   reading stops there and [`SegmentContents::torn_tail`] is set. A zero-filled tail is the
-///   same (zero length is never valid).
+///   reading stops there and [`SegmentContents::torn_tail`] is set.
+/// - Zeros from a record boundary to the end of the *last* segment are its unwritten,
+///   preallocated part: the end of the log, reading stops there without a torn tail (zero
+///   length is never valid, so zeros never decode as a record).
 /// - A damaged record followed by a valid record, or any damage in a non-last segment, is
 ///   corruption, unless `mode` is [`WalRecoveryMode::SkipCorrupted`]: then reading resumes at the
 ///   next valid record and the damaged range is listed in [`SegmentContents::skipped`].
@@ -88,7 +94,10 @@ pub(crate) fn parse_segment(
     is_last: bool,
     mode: WalRecoveryMode,
 ) -> Result<SegmentContents> {
-    let mut contents = SegmentContents::default();
+    let mut contents = SegmentContents {
+        file_len: data.len() as u64,
+        ..SegmentContents::default()
+    };
     if is_last && (data.len() < SEGMENT_HEADER_LEN || data.iter().all(|&b| b == 0)) {
         // Torn while being created: the header is written and synced before any record.
         contents.torn_tail = Some(0);
@@ -133,7 +142,9 @@ pub(crate) fn parse_segment(
         };
         match next {
             None if is_last => {
-                contents.torn_tail = Some(offset as u64);
+                if !zero_tail {
+                    contents.torn_tail = Some(offset as u64);
+                }
                 break;
             }
             None => {

@@ -11,12 +11,16 @@ use proptest::prelude::*;
 
 use super::format::{encode_segment_header, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use super::reader::parse_segment;
+use super::writer::PREALLOCATION_STEP_BYTES;
 use super::*;
-use crate::fs::{DirLock, ReadAt, RealFs, WritableFile};
+use crate::fs::{DirLock, MemFs, ReadAt, RealFs, WritableFile};
 
 fn real() -> Arc<dyn Fs> {
     Arc::new(RealFs)
 }
+
+/// The default segment size: preallocation goes a whole step ahead.
+const SEGMENT_SIZE: u64 = 64 << 20;
 
 /// Deterministic pseudo-random numbers.
 struct Rng(u64);
@@ -41,7 +45,7 @@ impl Rng {
 /// Writes `payloads` (seqnos 1, 2, ...) into segment `id` and returns the record offsets and
 /// the file's length.
 fn write_segment(dir: &Path, id: u64, payloads: &[Vec<u8>]) -> (Vec<u64>, u64) {
-    let mut writer = WalWriter::create(real(), dir, id).unwrap();
+    let mut writer = WalWriter::create(real(), dir, id, SEGMENT_SIZE).unwrap();
     let mut offsets = Vec::new();
     for (i, payload) in payloads.iter().enumerate() {
         offsets.push(writer.len());
@@ -87,7 +91,7 @@ fn corruption_offset(result: Result<SegmentContents>, path: &Path) -> u64 {
 fn round_trip_across_rotations() {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = Rng(1);
-    let mut writer = WalWriter::create(real(), dir.path(), 1).unwrap();
+    let mut writer = WalWriter::create(real(), dir.path(), 1, 4096).unwrap();
     let mut expected: Vec<(Vec<u8>, u64)> = Vec::new();
     let mut segment_last = Vec::new();
     let mut seqno = 0;
@@ -157,7 +161,7 @@ fn round_trip_across_rotations() {
 #[test]
 fn last_seqno_tracking_and_argument_checks() {
     let dir = tempfile::tempdir().unwrap();
-    let mut writer = WalWriter::create(real(), dir.path(), 3).unwrap();
+    let mut writer = WalWriter::create(real(), dir.path(), 3, SEGMENT_SIZE).unwrap();
     assert_eq!(writer.segment_id(), 3);
     assert!(segment_path(dir.path(), 3).exists());
     assert_eq!(writer.last_seqno(), 0);
@@ -182,7 +186,9 @@ fn last_seqno_tracking_and_argument_checks() {
     }
 
     assert!(matches!(
-        WalWriter::create(real(), dir.path(), 4).unwrap().rotate(4),
+        WalWriter::create(real(), dir.path(), 4, SEGMENT_SIZE)
+            .unwrap()
+            .rotate(4),
         Err(Error::InvalidArgument(_))
     ));
     let mut writer = writer.rotate(10).unwrap();
@@ -198,7 +204,7 @@ fn last_seqno_tracking_and_argument_checks() {
 
     // Creating an existing segment fails.
     assert!(matches!(
-        WalWriter::create(real(), dir.path(), 10),
+        WalWriter::create(real(), dir.path(), 10, SEGMENT_SIZE),
         Err(Error::Io { .. })
     ));
 }
@@ -272,7 +278,7 @@ fn repair_truncates_a_torn_tail_and_removes_a_torn_header() {
     let last = *offsets.last().unwrap();
     assert_eq!(contents.torn_tail, Some(last));
     assert_eq!(
-        repair_torn_tail(&RealFs, dir.path(), &segment, &contents).unwrap(),
+        repair_tail(&RealFs, dir.path(), &segment, &contents).unwrap(),
         TailRepair::Truncated(last)
     );
     assert_eq!(std::fs::metadata(&path).unwrap().len(), last);
@@ -280,7 +286,7 @@ fn repair_truncates_a_torn_tail_and_removes_a_torn_header() {
     let again = read(&path, 1, false, WalRecoveryMode::default()).unwrap();
     assert_eq!(payloads_of(&again), payloads[..payloads.len() - 1]);
     assert_eq!(
-        repair_torn_tail(&RealFs, dir.path(), &segment, &again).unwrap(),
+        repair_tail(&RealFs, dir.path(), &segment, &again).unwrap(),
         TailRepair::Clean
     );
 
@@ -289,7 +295,7 @@ fn repair_truncates_a_torn_tail_and_removes_a_torn_header() {
     let contents = read(&path, 1, true, WalRecoveryMode::default()).unwrap();
     assert_eq!(contents.torn_tail, Some(0));
     assert_eq!(
-        repair_torn_tail(&RealFs, dir.path(), &segment, &contents).unwrap(),
+        repair_tail(&RealFs, dir.path(), &segment, &contents).unwrap(),
         TailRepair::Removed
     );
     assert!(!path.exists());
@@ -366,8 +372,9 @@ fn damage_in_a_non_last_segment_is_corruption() {
     std::fs::write(&path, &zeroed).unwrap();
     let contents = read(&path, 1, true, WalRecoveryMode::default()).unwrap();
     assert_eq!(payloads_of(&contents), payloads);
-    assert_eq!(contents.torn_tail, Some(len));
+    assert_eq!(contents.torn_tail, None);
     assert_eq!(contents.valid_len, len);
+    assert_eq!(contents.file_len, len + 4096);
     assert_eq!(
         corruption_offset(read(&path, 1, false, WalRecoveryMode::default()), &path),
         len
@@ -405,8 +412,31 @@ fn zero_filled_tail_is_end_of_log() {
     let contents = read(&path, 4, true, WalRecoveryMode::TolerateTornTail).unwrap();
     assert_eq!(payloads_of(&contents), payloads);
     assert_eq!(contents.valid_len, len);
-    assert_eq!(contents.torn_tail, Some(len));
+    assert_eq!(
+        contents.torn_tail, None,
+        "the unwritten end, not a torn write"
+    );
     assert!(contents.skipped.is_empty());
+    // Recovery cuts it, durably, so the segment is valid as a non-last one.
+    let segment = SegmentFile {
+        id: 4,
+        path: path.clone(),
+    };
+    assert_eq!(
+        repair_tail(&RealFs, dir.path(), &segment, &contents).unwrap(),
+        TailRepair::Truncated(len)
+    );
+    let again = read(&path, 4, false, WalRecoveryMode::TolerateTornTail).unwrap();
+    assert_eq!(payloads_of(&again), payloads);
+    assert_eq!(again.file_len, len);
+
+    // A torn write followed by zeros is a torn tail.
+    let mut torn = std::fs::read(&path).unwrap();
+    torn.extend_from_slice(&[0x5a; 9]);
+    torn.extend_from_slice(&[0; 1000]);
+    std::fs::write(&path, &torn).unwrap();
+    let contents = read(&path, 4, true, WalRecoveryMode::TolerateTornTail).unwrap();
+    assert_eq!(contents.torn_tail, Some(len));
 
     // A last segment that is all zeros was torn while being created.
     std::fs::write(&path, vec![0u8; 4096]).unwrap();
@@ -449,6 +479,12 @@ fn records_from_another_segment_never_validate() {
     two.extend_from_slice(&one[SEGMENT_HEADER_LEN..]);
     std::fs::write(&path2, &two).unwrap();
     let contents = read(&path2, 2, true, WalRecoveryMode::SkipCorrupted).unwrap();
+    assert_eq!(payloads_of(&contents), payloads[..2]);
+    assert_eq!(contents.torn_tail, Some(len2));
+    // Even followed by zeros, as in a preallocated file that held another segment.
+    two.extend_from_slice(&[0; 512]);
+    std::fs::write(&path2, &two).unwrap();
+    let contents = read(&path2, 2, true, WalRecoveryMode::TolerateTornTail).unwrap();
     assert_eq!(payloads_of(&contents), payloads[..2]);
     assert_eq!(contents.torn_tail, Some(len2));
 }
@@ -545,15 +581,18 @@ fn remove_segment_is_durable_and_idempotent() {
     assert_eq!(ids, [2]);
 }
 
-/// A file system whose writable files fail every write once `fail` is set.
+/// A file system whose writable files fail every write once `fail` is set, and every
+/// preallocation once `fail_preallocate` is.
 #[derive(Debug, Default)]
 struct FailingFs {
     fail: Arc<AtomicBool>,
+    fail_preallocate: Arc<AtomicBool>,
 }
 
 struct FailingFile {
     inner: Box<dyn WritableFile>,
     fail: Arc<AtomicBool>,
+    fail_preallocate: Arc<AtomicBool>,
 }
 
 impl Write for FailingFile {
@@ -585,6 +624,20 @@ impl WritableFile for FailingFile {
     fn len(&self) -> u64 {
         self.inner.len()
     }
+
+    fn preallocate(&mut self, len: u64) -> io::Result<()> {
+        if self.fail_preallocate.load(Ordering::SeqCst) {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "injected ENOSPC",
+            ));
+        }
+        self.inner.preallocate(len)
+    }
+
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
 }
 
 impl Fs for FailingFs {
@@ -592,6 +645,7 @@ impl Fs for FailingFs {
         Ok(Box::new(FailingFile {
             inner: RealFs.create_new(path)?,
             fail: self.fail.clone(),
+            fail_preallocate: self.fail_preallocate.clone(),
         }))
     }
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
@@ -636,7 +690,7 @@ impl Fs for FailingFs {
 fn a_failed_write_poisons_the_writer() {
     let dir = tempfile::tempdir().unwrap();
     let fs = Arc::new(FailingFs::default());
-    let mut writer = WalWriter::create(fs.clone(), dir.path(), 1).unwrap();
+    let mut writer = WalWriter::create(fs.clone(), dir.path(), 1, SEGMENT_SIZE).unwrap();
     writer.append(&[(b"before", 1)]).unwrap();
     let good_len = writer.len();
     fs.fail.store(true, Ordering::SeqCst);
@@ -657,7 +711,7 @@ fn a_failed_write_poisons_the_writer() {
     assert_eq!(payloads_of(&contents), [b"before".to_vec()]);
     assert_eq!(contents.torn_tail, Some(good_len));
 
-    let mut writer = WalWriter::create(fs.clone(), dir.path(), 3).unwrap();
+    let mut writer = WalWriter::create(fs.clone(), dir.path(), 3, SEGMENT_SIZE).unwrap();
     fs.fail.store(true, Ordering::SeqCst);
     assert!(matches!(writer.sync(), Err(Error::Io { .. })));
     fs.fail.store(false, Ordering::SeqCst);
@@ -756,5 +810,176 @@ proptest! {
         .unwrap();
         prop_assert_eq!(payloads_of(&contents), payloads);
         prop_assert_eq!(contents.valid_len, data.len() as u64);
+    }
+}
+
+#[test]
+fn the_active_segment_is_preallocated_and_cut_when_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = segment_path(dir.path(), 1);
+    let file_len = || std::fs::metadata(&path).unwrap().len();
+    let mut writer = WalWriter::create(real(), dir.path(), 1, SEGMENT_SIZE).unwrap();
+    assert_eq!(writer.len(), SEGMENT_HEADER_LEN as u64);
+    assert_eq!(file_len(), PREALLOCATION_STEP_BYTES);
+    let mut payloads = Vec::new();
+    for i in 0..50u64 {
+        let payload = vec![i as u8 + 1; 150];
+        writer.append(&[(&payload, i + 1)]).unwrap();
+        writer.sync().unwrap();
+        payloads.push(payload);
+        assert_eq!(
+            file_len(),
+            PREALLOCATION_STEP_BYTES,
+            "commits do not grow the file"
+        );
+    }
+    // While it is open, the segment reads as its records then the end of the log.
+    let contents = read(&path, 1, true, WalRecoveryMode::default()).unwrap();
+    assert_eq!(payloads_of(&contents), payloads);
+    assert_eq!(contents.valid_len, writer.len());
+    assert_eq!(contents.torn_tail, None);
+    // A write past the preallocated end grows the preallocation by whole steps.
+    let big = vec![9u8; PREALLOCATION_STEP_BYTES as usize + 10];
+    writer.append(&[(&big, 60)]).unwrap();
+    assert!(writer.len() > PREALLOCATION_STEP_BYTES);
+    assert_eq!(file_len(), 2 * PREALLOCATION_STEP_BYTES);
+    let len = writer.len();
+    drop(writer);
+    assert_eq!(file_len(), len, "closing cuts the unwritten tail");
+    payloads.push(big);
+    let contents = read(&path, 1, false, WalRecoveryMode::default()).unwrap();
+    assert_eq!(payloads_of(&contents), payloads);
+}
+
+#[test]
+fn rotation_cuts_the_closed_segment_to_its_last_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment_size = 3 * PREALLOCATION_STEP_BYTES / 2;
+    let mut writer = WalWriter::create(real(), dir.path(), 1, segment_size).unwrap();
+    let payload = vec![7u8; 100 << 10];
+    let mut seqno = 0;
+    while writer.len() < segment_size {
+        seqno += 1;
+        writer.append(&[(&payload, seqno)]).unwrap();
+        // Never preallocated past the segment size.
+        let len = std::fs::metadata(segment_path(dir.path(), 1))
+            .unwrap()
+            .len();
+        assert!(len <= segment_size.max(writer.len()), "{len}");
+    }
+    let closed_len = writer.len();
+    let mut writer = writer.rotate(2).unwrap();
+    let first = read(
+        &segment_path(dir.path(), 1),
+        1,
+        false,
+        WalRecoveryMode::default(),
+    )
+    .unwrap();
+    assert_eq!(first.records.len() as u64, seqno);
+    assert_eq!((first.valid_len, first.file_len), (closed_len, closed_len));
+    // The new segment is preallocated with the same limit.
+    assert_eq!(
+        std::fs::metadata(segment_path(dir.path(), 2))
+            .unwrap()
+            .len(),
+        PREALLOCATION_STEP_BYTES
+    );
+    // Rotated early (the engine rotates when full, but the contract holds at any length), the
+    // preallocated tail is cut too.
+    writer.append(&[(b"early", seqno + 1)]).unwrap();
+    let early_len = writer.len();
+    let writer = writer.rotate(5).unwrap();
+    let second = read(
+        &segment_path(dir.path(), 2),
+        2,
+        false,
+        WalRecoveryMode::default(),
+    )
+    .unwrap();
+    assert_eq!((second.valid_len, second.file_len), (early_len, early_len));
+    assert_eq!(payloads_of(&second), [b"early".to_vec()]);
+    drop(writer);
+    // A tiny segment size caps the preallocation.
+    let writer = WalWriter::create(real(), dir.path(), 3, 4096).unwrap();
+    assert_eq!(
+        std::fs::metadata(segment_path(dir.path(), 3))
+            .unwrap()
+            .len(),
+        4096
+    );
+    drop(writer);
+}
+
+#[test]
+fn a_failed_preallocation_is_absorbed_and_the_segment_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(FailingFs::default());
+    fs.fail_preallocate.store(true, Ordering::SeqCst);
+    let mut writer = WalWriter::create(fs.clone(), dir.path(), 1, SEGMENT_SIZE).unwrap();
+    let path = segment_path(dir.path(), 1);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 24);
+    writer.append(&[(b"one", 1)]).unwrap();
+    writer.sync().unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), writer.len());
+    // Preallocation works again later; nothing was poisoned.
+    fs.fail_preallocate.store(false, Ordering::SeqCst);
+    writer.append(&[(b"two", 2)]).unwrap();
+    writer.sync().unwrap();
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        PREALLOCATION_STEP_BYTES
+    );
+    let writer = writer.rotate(2).unwrap();
+    let contents = read(&path, 1, false, WalRecoveryMode::default()).unwrap();
+    assert_eq!(payloads_of(&contents), [b"one".to_vec(), b"two".to_vec()]);
+    drop(writer);
+}
+
+/// Power loss (torn or not) at any point of a preallocated segment's life on `MemFs`: every
+/// synced record is read back, the tail is the end of the log or a torn write, and once cut the
+/// segment reads the same as a non-last one.
+#[test]
+fn synced_records_survive_a_crash_into_the_preallocated_tail() {
+    let dir = Path::new("/db");
+    for seed in 0..40u64 {
+        let fs = MemFs::new();
+        fs.create_dir_all(dir).unwrap();
+        let mut rng = Rng(seed + 1);
+        let mut writer =
+            WalWriter::create(Arc::new(fs.clone()), dir, 1, 8 * PREALLOCATION_STEP_BYTES).unwrap();
+        let mut synced = 0;
+        let mut written = Vec::new();
+        for i in 0..(20 + rng.below(200)) {
+            let len = 1 + rng.below(if i % 17 == 0 { 200_000 } else { 300 }) as usize;
+            let payload = rng.bytes(len);
+            writer.append(&[(&payload, i + 1)]).unwrap();
+            written.push(payload);
+            if rng.below(3) == 0 {
+                writer.sync().unwrap();
+                synced = written.len();
+            }
+        }
+        if seed % 2 == 0 {
+            fs.crash();
+        } else {
+            fs.crash_tearing_last_write(seed);
+        }
+        drop(writer);
+        let path = segment_path(dir, 1);
+        let contents = read_segment(&fs, &path, 1, true, WalRecoveryMode::default()).unwrap();
+        let got = payloads_of(&contents);
+        assert!(got.len() >= synced, "seed {seed}: {} < {synced}", got.len());
+        assert_eq!(got, written[..got.len()], "seed {seed}");
+        if seed % 2 == 0 {
+            assert_eq!(got.len(), synced, "seed {seed}: nothing unsynced survives");
+            assert_eq!(contents.torn_tail, None, "seed {seed}");
+        }
+        let segment = SegmentFile { id: 1, path };
+        repair_tail(&fs, dir, &segment, &contents).unwrap();
+        fs.crash();
+        let again = read_segment(&fs, &segment.path, 1, false, WalRecoveryMode::default()).unwrap();
+        assert_eq!(payloads_of(&again), got, "seed {seed}");
+        assert_eq!(again.file_len, again.valid_len);
     }
 }
