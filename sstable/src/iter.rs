@@ -105,10 +105,18 @@ impl RunIter {
     }
 
     fn load(&mut self, page: usize) -> Result<&mut PageCursor> {
-        self.cursor = None;
+        // Taken out first so that a failed load leaves the cursor invalid.
+        let previous = self.cursor.take();
         let loaded = self.run.load_page(page)?;
         self.page = page;
-        Ok(self.cursor.insert(PageCursor::new(loaded)))
+        let cursor = match previous {
+            Some(mut cursor) => {
+                cursor.reset(loaded);
+                cursor
+            }
+            None => PageCursor::new(loaded),
+        };
+        Ok(self.cursor.insert(cursor))
     }
 
     fn skip_forward(&mut self) -> Result<()> {

@@ -15,7 +15,7 @@ use std::cmp::Ordering;
 
 use bytes::Bytes;
 
-use crate::coding::{put_varint, read_u32_le, varint_len, Reader};
+use crate::coding::{put_varint, read_u32_le, varint_fast, varint_len, Reader};
 use crate::entry::{compare_internal, pack_trailer, unpack_trailer, EntryKind, MAX_KEY_LEN};
 use crate::error::{DecodeError, DecodeResult};
 
@@ -164,6 +164,21 @@ impl Page {
         read_u32_le(&self.data, self.entries_end + 4 * i).unwrap_or(u32::MAX) as usize
     }
 
+    /// The entry region, `data[..entries_end]`.
+    fn entries(&self) -> &[u8] {
+        self.data.get(..self.entries_end).unwrap_or_default()
+    }
+
+    /// The key and seqno of restart entry `i`, borrowed from the page: a restart stores its whole
+    /// key, so a seek can compare it without copying it into a cursor's key buffer. Checks the
+    /// entry exactly as [`PageCursor`] decoding it would.
+    fn restart_key(&self, i: usize) -> DecodeResult<(&[u8], u64)> {
+        let entries = self.entries();
+        let entry = EntryLayout::decode(entries, self.restart(i), 0)?;
+        let key = entries.get(entry.suffix..entry.value).unwrap_or_default();
+        Ok((key, entry.seqno))
+    }
+
     /// Checks what [`Page::parse`] leaves to the checksum, for `Run::verify`: every restart
     /// points at the start of an entry (walking from the first) that stores its whole key. Reads
     /// start at restarts (seeks, backward steps), so a restart into the middle of an entry would
@@ -197,6 +212,106 @@ impl Page {
             PageCursor::new(self.clone()).seek_to_restart(i)?;
         }
         Ok(())
+    }
+}
+
+/// Where the parts of one entry lie in a page's entry region, every check passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct EntryLayout {
+    /// Bytes of the previous key the entry's key starts with.
+    shared: usize,
+    /// Offset of the key suffix.
+    suffix: usize,
+    /// Offset of the value (the end of the key suffix).
+    value: usize,
+    /// Offset just past the value: where the next entry starts.
+    end: usize,
+    seqno: u64,
+    kind: EntryKind,
+}
+
+impl EntryLayout {
+    /// Decodes and checks the entry at `offset` of `entries`, whose predecessor's key is
+    /// `prev_key_len` bytes long (0 for a restart, which must store its whole key).
+    #[inline(always)]
+    fn decode(entries: &[u8], offset: usize, prev_key_len: usize) -> DecodeResult<EntryLayout> {
+        match EntryLayout::decode_fast(entries, offset, prev_key_len) {
+            Some(layout) => Ok(layout),
+            None => EntryLayout::decode_checked(entries, offset, prev_key_len),
+        }
+    }
+
+    /// The common case with no error reporting: every varint has 8 readable bytes (so all but
+    /// the last few bytes of a page) and at most 8 bytes, and every check passes. `None` sends
+    /// the entry to [`EntryLayout::decode_checked`], which accepts exactly the same entries and
+    /// says what is wrong with the others.
+    #[inline(always)]
+    fn decode_fast(entries: &[u8], offset: usize, prev_key_len: usize) -> Option<EntryLayout> {
+        let (shared, n) = varint_fast(entries, offset)?;
+        let mut pos = offset + n;
+        let (unshared, n) = varint_fast(entries, pos)?;
+        pos += n;
+        let (value_len, n) = varint_fast(entries, pos)?;
+        pos += n;
+        let (trailer, n) = varint_fast(entries, pos)?;
+        pos += n;
+        let (seqno, kind) = unpack_trailer(trailer)?;
+        // Each at most 2^56, so the sums below cannot overflow.
+        let (shared, unshared, value_len) =
+            (shared as usize, unshared as usize, value_len as usize);
+        if shared > prev_key_len || shared + unshared > MAX_KEY_LEN {
+            return None;
+        }
+        let value = pos + unshared;
+        let end = value + value_len;
+        if end > entries.len() {
+            return None;
+        }
+        Some(EntryLayout {
+            shared,
+            suffix: pos,
+            value,
+            end,
+            seqno,
+            kind,
+        })
+    }
+
+    /// The general decoder, with an error for every way an entry can be wrong.
+    #[inline(never)]
+    fn decode_checked(
+        entries: &[u8],
+        offset: usize,
+        prev_key_len: usize,
+    ) -> DecodeResult<EntryLayout> {
+        let mut r = Reader::at(entries, offset);
+        let shared = r.varint_len("shared key length", MAX_KEY_LEN)?;
+        let unshared = r.varint_len("unshared key length", MAX_KEY_LEN)?;
+        let value_len = r.varint_len("value length", entries.len())?;
+        let trailer = r.varint("trailer")?;
+        if shared > prev_key_len || shared + unshared > MAX_KEY_LEN {
+            return Err(DecodeError::new(format!(
+                "entry at page offset {offset} shares {shared} bytes with a {prev_key_len}-byte key"
+            )));
+        }
+        let (seqno, kind) = unpack_trailer(trailer).ok_or_else(|| {
+            DecodeError::new(format!(
+                "entry at page offset {offset} has unknown kind {}",
+                trailer & 0xff
+            ))
+        })?;
+        let suffix = r.pos();
+        r.bytes(unshared, "key suffix")?;
+        let value = r.pos();
+        r.bytes(value_len, "value")?;
+        Ok(EntryLayout {
+            shared,
+            suffix,
+            value,
+            end: r.pos(),
+            seqno,
+            kind,
+        })
     }
 }
 
@@ -253,36 +368,26 @@ impl PageCursor {
         &self.page.data[self.value.0..self.value.1]
     }
 
+    /// Repositions the cursor on another page, keeping its key buffer (so a cursor moving from
+    /// page to page does not allocate). Invalid until positioned.
+    pub(crate) fn reset(&mut self, page: Page) {
+        self.page = page;
+        self.pos = None;
+        self.next = 0;
+    }
+
     /// Decodes the entry at `offset`, whose predecessor's key is in `self.key`.
     fn decode_at(&mut self, offset: usize) -> DecodeResult<()> {
         self.pos = None;
-        let entries = &self.page.data[..self.page.entries_end];
-        let mut r = Reader::at(entries, offset);
-        let shared = r.varint_len("shared key length", MAX_KEY_LEN)?;
-        let unshared = r.varint_len("unshared key length", MAX_KEY_LEN)?;
-        let value_len = r.varint_len("value length", entries.len())?;
-        let trailer = r.varint("trailer")?;
-        if shared > self.key.len() || shared + unshared > MAX_KEY_LEN {
-            return Err(DecodeError::new(format!(
-                "entry at page offset {offset} shares {shared} bytes with a {}-byte key",
-                self.key.len()
-            )));
-        }
-        let (seqno, kind) = unpack_trailer(trailer).ok_or_else(|| {
-            DecodeError::new(format!(
-                "entry at page offset {offset} has unknown kind {}",
-                trailer & 0xff
-            ))
-        })?;
-        let suffix = r.bytes(unshared, "key suffix")?;
-        let value_start = r.pos();
-        r.bytes(value_len, "value")?;
-        self.key.truncate(shared);
-        self.key.extend_from_slice(suffix);
-        self.seqno = seqno;
-        self.kind = kind;
-        self.value = (value_start, value_start + value_len);
-        self.next = r.pos();
+        let entries = self.page.entries();
+        let entry = EntryLayout::decode(entries, offset, self.key.len())?;
+        self.key.truncate(entry.shared);
+        self.key
+            .extend_from_slice(entries.get(entry.suffix..entry.value).unwrap_or_default());
+        self.seqno = entry.seqno;
+        self.kind = entry.kind;
+        self.value = (entry.value, entry.end);
+        self.next = entry.end;
         self.pos = Some(offset);
         Ok(())
     }
@@ -357,13 +462,15 @@ impl PageCursor {
 
     /// Positions at the first entry >= (key, seqno) in internal order; invalid if none.
     pub(crate) fn seek(&mut self, key: &[u8], seqno: u64) -> DecodeResult<()> {
-        // The last restart whose key is < target; scanning starts there.
+        self.pos = None;
+        // The last restart whose key is < target; scanning starts there. Restart keys are
+        // compared where they lie in the page; only the one the scan starts from is decoded.
         let mut lo = 0;
         let mut hi = self.page.n_restarts;
         while hi - lo > 1 {
             let mid = lo + (hi - lo) / 2;
-            self.seek_to_restart(mid)?;
-            if compare_internal(&self.key, self.seqno, key, seqno) == Ordering::Less {
+            let (restart_key, restart_seqno) = self.page.restart_key(mid)?;
+            if compare_internal(restart_key, restart_seqno, key, seqno) == Ordering::Less {
                 lo = mid;
             } else {
                 hi = mid;
@@ -485,6 +592,61 @@ mod tests {
             b.add(format!("key{i:04}").as_bytes(), 9, EntryKind::Put, b"v");
         }
         b.finish()
+    }
+
+    /// The fast entry decoder must never accept what the checked one rejects, nor lay out an
+    /// entry differently: over damaged copies of a page mixing 1- to 10-byte trailers and 1- and
+    /// 2-byte value lengths, at every offset and for several previous-key lengths.
+    #[test]
+    fn fast_entry_decoder_agrees_with_the_checked_one() {
+        let mut b = PageBuilder::new(3);
+        let seqnos = [0, 1, 300, 1 << 20, 1 << 40, crate::entry::MAX_SEQNO];
+        for i in 0..30usize {
+            let key = format!("key{:03}{}", i, "x".repeat(i % 5));
+            let value = vec![b'v'; [0, 5, 130, 300][i % 4]];
+            let kind = [EntryKind::Put, EntryKind::Delete, EntryKind::Merge][i % 3];
+            b.add(key.as_bytes(), seqnos[i % seqnos.len()], kind, &value);
+        }
+        let raw = b.finish();
+        let page = Page::parse(Bytes::from(raw.clone())).unwrap();
+        let entries = page.entries().to_vec();
+        // Undamaged, the fast path takes most entries (walking them in order).
+        let (mut offset, mut prev_key_len, mut fast) = (0, 0, 0);
+        while offset < entries.len() {
+            let checked = EntryLayout::decode_checked(&entries, offset, prev_key_len).unwrap();
+            if let Some(layout) = EntryLayout::decode_fast(&entries, offset, prev_key_len) {
+                assert_eq!(layout, checked);
+                fast += 1;
+            }
+            prev_key_len = checked.shared + (checked.value - checked.suffix);
+            offset = checked.end;
+        }
+        assert!(fast >= 20, "the fast path took only {fast} of 30 entries");
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut random = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..300 {
+            let mut damaged = entries.clone();
+            for _ in 0..1 + random() % 3 {
+                let at = (random() % damaged.len() as u64) as usize;
+                damaged[at] = random() as u8;
+            }
+            for offset in 0..damaged.len() {
+                for prev_key_len in [0, 3, 9, 64] {
+                    if let Some(layout) = EntryLayout::decode_fast(&damaged, offset, prev_key_len) {
+                        assert_eq!(
+                            EntryLayout::decode_checked(&damaged, offset, prev_key_len),
+                            Ok(layout),
+                            "offset {offset}, previous key {prev_key_len} bytes"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
