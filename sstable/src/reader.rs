@@ -16,7 +16,7 @@ use crate::entry::{compare_internal, EntryKind, MAX_PAGE_RAW_LEN};
 use crate::error::{Error, Result};
 use crate::file::{map_file, ReadAt};
 use crate::footer::{BlockHandle, Footer, FOOTER_LEN, FORMAT_VERSION};
-use crate::index::{decode_index, PageHandle};
+use crate::index::{decode_index, PageHandle, PageSearch};
 use crate::page::{Page, PageCursor};
 use crate::properties::Properties;
 
@@ -45,6 +45,7 @@ struct RunInner {
     data: Box<dyn ReadAt>,
     footer: Footer,
     pages: Vec<PageHandle>,
+    search: PageSearch,
     bloom: Option<RunBloom>,
     props: Properties,
     cache: Arc<dyn PageCache>,
@@ -214,6 +215,7 @@ impl Run {
                 path: path.to_path_buf(),
                 data,
                 footer,
+                search: PageSearch::new(&pages),
                 pages,
                 bloom,
                 props,
@@ -331,10 +333,14 @@ impl Run {
     /// Index of the last page whose first entry is <= (key, seqno); `None` if the target sorts
     /// before the whole run.
     pub(crate) fn page_for(&self, key: &[u8], seqno: u64) -> Option<usize> {
-        let pages = &self.inner.pages;
-        let after = pages.partition_point(|p| {
-            compare_internal(&p.first_key, p.first_seqno, key, seqno) != Ordering::Greater
-        });
+        let inner = &self.inner;
+        let after = inner.search.pages_at_or_before(&inner.pages, key, seqno);
+        debug_assert_eq!(
+            after,
+            inner.pages.partition_point(|p| {
+                compare_internal(&p.first_key, p.first_seqno, key, seqno) != Ordering::Greater
+            })
+        );
         after.checked_sub(1)
     }
 
@@ -370,7 +376,7 @@ impl Run {
                 if page_index >= self.inner.pages.len() {
                     break;
                 }
-                cursor = PageCursor::new(self.load_page(page_index)?);
+                cursor.reset(self.load_page(page_index)?);
                 cursor
                     .seek_to_first()
                     .map_err(|e| e.at(self.path(), self.page_offset(page_index)))?;
