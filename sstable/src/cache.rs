@@ -99,29 +99,36 @@ impl Hasher for PageKeyHasher {
     }
 }
 
-type PageMap = HashMap<PageKey, usize, BuildHasherDefault<PageKeyHasher>>;
-
-struct Slot {
-    key: PageKey,
+/// A cached page. It lives in the map itself, so a hit reads one hash-table bucket rather than a
+/// bucket and then a slot elsewhere in memory (a second cache miss on every page load).
+struct Cached {
     page: Bytes,
+    /// Where the page's key sits on the clock.
+    slot: u32,
+    /// CLOCK's reference bit: set by a hit, cleared as the hand passes.
     referenced: bool,
 }
 
+type PageMap = HashMap<PageKey, Cached, BuildHasherDefault<PageKeyHasher>>;
+
 #[derive(Default)]
 struct Shard {
-    slots: Vec<Option<Slot>>,
     map: PageMap,
-    free: Vec<usize>,
+    /// The clock: the key of each cached page, in no particular order; the hand sweeps it.
+    slots: Vec<Option<PageKey>>,
+    free: Vec<u32>,
     hand: usize,
     used_bytes: usize,
 }
 
 impl Shard {
-    fn remove_slot(&mut self, index: usize) {
-        if let Some(slot) = self.slots.get_mut(index).and_then(Option::take) {
-            self.map.remove(&slot.key);
-            self.used_bytes -= slot.page.len();
-            self.free.push(index);
+    fn remove(&mut self, key: &PageKey) {
+        if let Some(cached) = self.map.remove(key) {
+            self.used_bytes -= cached.page.len();
+            if let Some(slot) = self.slots.get_mut(cached.slot as usize) {
+                *slot = None;
+            }
+            self.free.push(cached.slot);
         }
     }
 
@@ -136,10 +143,14 @@ impl Shard {
             }
             let index = self.hand;
             self.hand += 1;
-            match self.slots.get_mut(index) {
-                Some(Some(slot)) if slot.referenced => slot.referenced = false,
-                Some(Some(_)) => self.remove_slot(index),
-                _ => {}
+            let Some(Some(key)) = self.slots.get(index).copied() else {
+                continue;
+            };
+            match self.map.get_mut(&key) {
+                Some(cached) if cached.referenced => cached.referenced = false,
+                Some(_) => self.remove(&key),
+                // Not reachable: every key on the clock is in the map.
+                None => {}
             }
         }
     }
@@ -185,17 +196,10 @@ fn lock(shard: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
 impl PageCache for ClockCache {
     fn get(&self, key: PageKey) -> Option<Bytes> {
         let mut shard = lock(self.shard(key));
-        let found = match shard.map.get(&key).copied() {
-            Some(index) => shard
-                .slots
-                .get_mut(index)
-                .and_then(Option::as_mut)
-                .map(|slot| {
-                    slot.referenced = true;
-                    slot.page.clone()
-                }),
-            None => None,
-        };
+        let found = shard.map.get_mut(&key).map(|cached| {
+            cached.referenced = true;
+            cached.page.clone()
+        });
         drop(shard);
         let counter = if found.is_some() {
             &self.hits
@@ -211,43 +215,48 @@ impl PageCache for ClockCache {
             return;
         }
         let mut shard = lock(self.shard(key));
-        if let Some(index) = shard.map.get(&key).copied() {
-            shard.remove_slot(index);
-        }
+        shard.remove(&key);
         shard.make_room(page.len(), self.shard_capacity);
         if shard.used_bytes + page.len() > self.shard_capacity {
             return;
         }
-        shard.used_bytes += page.len();
-        let slot = Some(Slot {
-            key,
-            page,
-            referenced: false,
-        });
-        let index = match shard.free.pop() {
-            Some(index) => {
-                shard.slots[index] = slot;
-                index
-            }
+        let slot = match shard.free.pop() {
+            Some(slot) => slot,
             None => {
-                shard.slots.push(slot);
-                shard.slots.len() - 1
+                // More pages than fit in a u32 would need 2^32 pages of at least one byte in a
+                // shard, far beyond any budget; refuse rather than wrap.
+                let Ok(slot) = u32::try_from(shard.slots.len()) else {
+                    return;
+                };
+                shard.slots.push(None);
+                slot
             }
         };
-        shard.map.insert(key, index);
+        if let Some(entry) = shard.slots.get_mut(slot as usize) {
+            *entry = Some(key);
+        }
+        shard.used_bytes += page.len();
+        shard.map.insert(
+            key,
+            Cached {
+                page,
+                slot,
+                referenced: false,
+            },
+        );
     }
 
     fn evict_run(&self, run: u64) {
         for shard in &self.shards {
             let mut shard = lock(shard);
-            let doomed: Vec<usize> = shard
+            let doomed: Vec<PageKey> = shard
                 .map
-                .iter()
-                .filter(|(key, _)| key.run == run)
-                .map(|(_, &index)| index)
+                .keys()
+                .filter(|key| key.run == run)
+                .copied()
                 .collect();
-            for index in doomed {
-                shard.remove_slot(index);
+            for key in doomed {
+                shard.remove(&key);
             }
         }
     }
@@ -282,6 +291,75 @@ mod tests {
         let present = (0..1000).filter(|&p| cache.get(key(p)).is_some()).count();
         assert!(present > 0 && present <= 160);
         assert_eq!(cache.stats().hits - hits_before, present as u64);
+    }
+
+    /// The map and the clock describe the same pages, and the byte count is theirs.
+    fn check_shard(shard: &Shard, capacity: usize) {
+        let bytes: usize = shard.map.values().map(|c| c.page.len()).sum();
+        assert_eq!(shard.used_bytes, bytes);
+        assert!(bytes <= capacity);
+        for (key, cached) in &shard.map {
+            assert_eq!(shard.slots[cached.slot as usize], Some(*key));
+        }
+        assert_eq!(shard.slots.iter().flatten().count(), shard.map.len());
+        for &free in &shard.free {
+            assert_eq!(shard.slots[free as usize], None);
+        }
+        assert_eq!(shard.free.len() + shard.map.len(), shard.slots.len());
+    }
+
+    #[test]
+    fn random_operations_keep_map_and_clock_consistent() {
+        let cache = ClockCache::new(16 * 2000);
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut random = move |bound: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        };
+        for step in 0..20_000 {
+            let key = PageKey {
+                run: random(3),
+                page: random(300) as u32,
+            };
+            match random(10) {
+                0..=5 => {
+                    let len = 1 + random(400) as usize;
+                    cache.insert(key, Bytes::from(vec![key.page as u8; len]));
+                }
+                6..=8 => {
+                    if let Some(page) = cache.get(key) {
+                        assert!(page.iter().all(|&b| b == key.page as u8));
+                    }
+                }
+                _ if step % 50 == 0 => cache.evict_run(key.run),
+                _ => {}
+            }
+            for shard in &cache.shards {
+                check_shard(&lock(shard), cache.shard_capacity);
+            }
+        }
+    }
+
+    #[test]
+    fn a_hit_saves_a_page_from_the_next_sweep() {
+        // One shard's worth: pages 0..4 of 100 bytes fill 400 of the 400 bytes it holds.
+        let cache = ClockCache::new(16 * 400);
+        let same_shard: Vec<PageKey> = (0..10_000)
+            .map(key)
+            .filter(|k| std::ptr::eq(cache.shard(*k), cache.shard(key(0))))
+            .take(6)
+            .collect();
+        for &k in &same_shard[..4] {
+            cache.insert(k, Bytes::from(vec![0u8; 100]));
+        }
+        assert!(cache.get(same_shard[0]).is_some());
+        // The sweep clears page 0's bit and evicts the first unreferenced page, page 1.
+        cache.insert(same_shard[4], Bytes::from(vec![0u8; 100]));
+        assert!(cache.get(same_shard[0]).is_some());
+        assert!(cache.get(same_shard[1]).is_none());
+        assert!(cache.get(same_shard[4]).is_some());
     }
 
     #[test]
