@@ -168,7 +168,15 @@ impl Memtable {
         }
         let mut node = self.list.seek_ge(key, read_seqno);
         while let Some(found) = node {
-            if found.key() != key || !f(found.kind(), Bytes::copy_from_slice(found.value())) {
+            if found.key() != key {
+                return;
+            }
+            // The seek never lands on a newer version, but a squashed Put linked meanwhile
+            // right after the found node could carry one; versions above the read seqno are
+            // not the reader's to see.
+            if found.seqno() <= read_seqno
+                && !f(found.kind(), Bytes::copy_from_slice(found.value()))
+            {
                 return;
             }
             node = found.successor();

@@ -447,18 +447,26 @@ impl SkipList {
     }
 
     /// The last node whose `(key, seqno)` satisfies `advance` walking from the head (the head
-    /// itself if none does); `advance` must be true for a prefix of the order.
-    fn last_where(&self, advance: impl Fn(Node<'_>) -> bool) -> Node<'_> {
+    /// itself if none does), and the level-0 successor the walk stopped at; `advance` must be
+    /// true for a prefix of the order.
+    ///
+    /// The successor is the one the walk *saw*: loading the link again could return a node
+    /// inserted meanwhile that `advance` would have passed (a newer version of the sought key),
+    /// which a reader at an older seqno must not get.
+    fn last_where(&self, advance: impl Fn(Node<'_>) -> bool) -> (Node<'_>, Option<Node<'_>>) {
         let mut x = self.head();
+        let mut stop = None;
         for level in (0..self.height.load(AtomicOrdering::Acquire)).rev() {
+            stop = None;
             while let Some(next) = x.next(level) {
                 if !advance(next) {
+                    stop = Some(next);
                     break;
                 }
                 x = next;
             }
         }
-        x
+        (x, stop)
     }
 
     fn non_head<'a>(&self, node: Node<'a>) -> Option<Node<'a>> {
@@ -468,20 +476,22 @@ impl SkipList {
     /// The first node at or after `(key, seqno)`.
     pub fn seek_ge(&self, key: &[u8], seqno: u64) -> Option<Node<'_>> {
         self.last_where(|n| compare(n.key(), n.seqno(), key, seqno) == Ordering::Less)
-            .next(0)
+            .1
     }
 
     /// The last node at or before `(key, seqno)`.
     pub fn seek_le(&self, key: &[u8], seqno: u64) -> Option<Node<'_>> {
         self.non_head(
-            self.last_where(|n| compare(n.key(), n.seqno(), key, seqno) != Ordering::Greater),
+            self.last_where(|n| compare(n.key(), n.seqno(), key, seqno) != Ordering::Greater)
+                .0,
         )
     }
 
     /// The last node before `(key, seqno)`.
     pub fn seek_lt(&self, key: &[u8], seqno: u64) -> Option<Node<'_>> {
         self.non_head(
-            self.last_where(|n| compare(n.key(), n.seqno(), key, seqno) == Ordering::Less),
+            self.last_where(|n| compare(n.key(), n.seqno(), key, seqno) == Ordering::Less)
+                .0,
         )
     }
 
@@ -504,7 +514,7 @@ impl SkipList {
 
     /// The last node.
     pub fn last(&self) -> Option<Node<'_>> {
-        self.non_head(self.last_where(|_| true))
+        self.non_head(self.last_where(|_| true).0)
     }
 }
 
@@ -586,6 +596,51 @@ mod tests {
     }
 
     #[test]
+    fn every_level_stays_ordered_so_seeks_find_every_version() {
+        // Few keys, many versions each, inserted in seqno order (as the commit leader does):
+        // every new version lands before the older ones of its key.
+        let list = SkipList::new();
+        let mut model: BTreeMap<(Vec<u8>, std::cmp::Reverse<u64>), ()> = BTreeMap::new();
+        let mut rng = 99u64;
+        for seqno in 1..=6000u64 {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let key = ((rng >> 33) % 8).to_be_bytes().to_vec();
+            list.insert(&key, seqno, EntryKind::Put, 0, false, b"");
+            model.insert((key, std::cmp::Reverse(seqno)), ());
+        }
+        for level in 0..MAX_HEIGHT {
+            let mut x = list.head().next(level);
+            while let Some(node) = x {
+                if let Some(next) = node.next(level) {
+                    assert_eq!(
+                        compare(node.key(), node.seqno(), next.key(), next.seqno()),
+                        Ordering::Less,
+                        "level {level} out of order"
+                    );
+                }
+                x = node.next(level);
+            }
+        }
+        for key in 0..8u64 {
+            let key = key.to_be_bytes().to_vec();
+            for read in (0..6000u64).step_by(7) {
+                let want = model
+                    .range((key.clone(), std::cmp::Reverse(read))..)
+                    .next()
+                    .filter(|((k, _), _)| *k == key)
+                    .map(|((_, s), _)| s.0);
+                let got = list
+                    .seek_ge(&key, read)
+                    .filter(|n| n.key() == key.as_slice())
+                    .map(|n| n.seqno());
+                assert_eq!(got, want, "key {key:?} at {read}");
+            }
+        }
+    }
+
+    #[test]
     fn ascending_inserts_use_the_hint_and_stay_ordered() {
         let list = SkipList::new();
         for i in 0..20_000u64 {
@@ -653,6 +708,75 @@ mod tests {
         assert_eq!(list.seek_ge(b"big", 9).unwrap().value(), big.as_slice());
         assert_eq!(list.seek_ge(b"small", 9).unwrap().value(), b"s");
         assert!(list.allocated_bytes() >= 2 * CHUNK_BYTES);
+    }
+
+    #[test]
+    fn point_reads_at_a_published_seqno_see_a_consistent_cut() {
+        use std::sync::atomic::AtomicU64;
+        const KEYS: u64 = 8;
+        let list = Arc::new(SkipList::new());
+        let visible = Arc::new(AtomicU64::new(0));
+        for key in 0..KEYS {
+            list.insert(
+                &key.to_be_bytes(),
+                key + 1,
+                EntryKind::Put,
+                0,
+                false,
+                &100i64.to_le_bytes(),
+            );
+        }
+        visible.store(KEYS, AtomicOrdering::Release);
+        let writer = {
+            let (list, visible) = (Arc::clone(&list), Arc::clone(&visible));
+            std::thread::spawn(move || {
+                let mut balances = [100i64; KEYS as usize];
+                let mut seqno = KEYS;
+                let mut rng = 5u64;
+                for _ in 0..20_000 {
+                    rng = rng
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let from = (rng >> 33) % KEYS;
+                    let to = (from + 1 + (rng >> 40) % (KEYS - 1)) % KEYS;
+                    balances[from as usize] -= 3;
+                    balances[to as usize] += 3;
+                    for key in [from, to] {
+                        seqno += 1;
+                        let value = balances[key as usize].to_le_bytes();
+                        list.insert(&key.to_be_bytes(), seqno, EntryKind::Put, 0, false, &value);
+                    }
+                    visible.store(seqno, AtomicOrdering::Release);
+                }
+            })
+        };
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (list, visible) = (Arc::clone(&list), Arc::clone(&visible));
+                std::thread::spawn(move || {
+                    let mut checks = 0;
+                    loop {
+                        let at = visible.load(AtomicOrdering::Acquire);
+                        let sum: i64 = (0..KEYS)
+                            .map(|key| {
+                                let node = list.seek_ge(&key.to_be_bytes(), at).unwrap();
+                                assert_eq!(node.key(), key.to_be_bytes());
+                                i64::from_le_bytes(node.value().try_into().unwrap())
+                            })
+                            .sum();
+                        assert_eq!(sum, 100 * KEYS as i64, "at seqno {at}");
+                        checks += 1;
+                        if at == KEYS + 40_000 {
+                            return checks;
+                        }
+                    }
+                })
+            })
+            .collect();
+        writer.join().unwrap();
+        for reader in readers {
+            assert!(reader.join().unwrap() > 0);
+        }
     }
 
     #[test]
