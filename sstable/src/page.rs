@@ -169,6 +169,19 @@ impl Page {
         self.data.get(..self.entries_end).unwrap_or_default()
     }
 
+    /// Reads the first byte of every restart entry (of the first 32), so that the cache misses
+    /// a binary search over them would take one after another overlap: the loads are
+    /// independent, so the processor has them all in flight at once.
+    #[inline]
+    fn touch_restarts(&self) {
+        let entries = self.entries();
+        let mut sink = 0u8;
+        for i in 0..self.n_restarts.min(32) {
+            sink ^= entries.get(self.restart(i)).copied().unwrap_or(0);
+        }
+        std::hint::black_box(sink);
+    }
+
     /// The key and seqno of restart entry `i`, borrowed from the page: a restart stores its whole
     /// key, so a seek can compare it without copying it into a cursor's key buffer. Checks the
     /// entry exactly as [`PageCursor`] decoding it would.
@@ -213,6 +226,21 @@ impl Page {
         }
         Ok(())
     }
+}
+
+/// Reads one byte per 64-byte line of `bytes[from..to]` (at most 4 KiB of it), so that a scan
+/// through them, where each entry's position depends on the one before, finds them in cache:
+/// these loads are independent, so their misses overlap.
+#[inline]
+fn touch_lines(bytes: &[u8], from: usize, to: usize) {
+    let region = bytes
+        .get(from..to.min(from.saturating_add(4096)))
+        .unwrap_or_default();
+    let mut sink = 0u8;
+    for line in region.chunks(64) {
+        sink ^= line.first().copied().unwrap_or(0);
+    }
+    std::hint::black_box(sink);
 }
 
 /// Where the parts of one entry lie in a page's entry region, every check passed.
@@ -465,6 +493,7 @@ impl PageCursor {
         self.pos = None;
         // The last restart whose key is < target; scanning starts there. Restart keys are
         // compared where they lie in the page; only the one the scan starts from is decoded.
+        self.page.touch_restarts();
         let mut lo = 0;
         let mut hi = self.page.n_restarts;
         while hi - lo > 1 {
@@ -476,6 +505,13 @@ impl PageCursor {
                 hi = mid;
             }
         }
+        // Warm the restart interval the scan walks (the nexts after a seek usually stay in it).
+        let scan_end = if lo + 1 < self.page.n_restarts {
+            self.page.restart(lo + 1)
+        } else {
+            self.page.entries_end
+        };
+        touch_lines(self.page.entries(), self.page.restart(lo), scan_end);
         self.seek_to_restart(lo)?;
         while compare_internal(&self.key, self.seqno, key, seqno) == Ordering::Less {
             if self.next >= self.page.entries_end {
