@@ -164,6 +164,9 @@ impl MergeIter {
         self.sources
     }
 
+    // Every accessor goes through here (a merge of merges calls it once per level), so it must
+    // not cost a call of its own.
+    #[inline]
     fn current(&self) -> &dyn EntrySource {
         match self.heap.first() {
             Some(&index) => &*self.sources[index],
@@ -214,7 +217,11 @@ impl MergeIter {
         if !self.sources[root].valid() {
             self.heap.swap_remove(0);
         }
-        sift_down(&mut self.heap, &self.sources, self.direction, 0);
+        // A lone source (the common case of a seek into one range with one run) stays the root;
+        // sifting would only read its key to compare it with nothing.
+        if self.heap.len() > 1 {
+            sift_down(&mut self.heap, &self.sources, self.direction, 0);
+        }
     }
 
     /// Turns the merge around at the current entry (source `current`): repositions every other

@@ -300,11 +300,20 @@ impl RunIter {
     // A fallible, bidirectional cursor cannot be an `Iterator`; `RunRange` is the iterator form.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<()> {
-        if !self.valid() {
+        let Some(cursor) = self.cursor.as_mut().filter(|c| c.valid()) else {
             return Ok(());
+        };
+        let result = cursor.next();
+        // The common step stays in the page: skip the page-crossing loop and, without an upper
+        // bound, the bound check.
+        let in_page = cursor.valid();
+        result.map_err(|e| self.fail(e))?;
+        if !in_page {
+            self.skip_forward()?;
         }
-        self.step_forward()?;
-        self.enforce_upper();
+        if !matches!(self.upper, Bound::Unbounded) {
+            self.enforce_upper();
+        }
         Ok(())
     }
 

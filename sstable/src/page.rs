@@ -275,23 +275,36 @@ impl EntryLayout {
     /// says what is wrong with the others.
     #[inline(always)]
     fn decode_fast(entries: &[u8], offset: usize, prev_key_len: usize) -> Option<EntryLayout> {
-        let (shared, n) = varint_fast(entries, offset)?;
-        let mut pos = offset + n;
-        let (unshared, n) = varint_fast(entries, pos)?;
-        pos += n;
-        let (value_len, n) = varint_fast(entries, pos)?;
-        pos += n;
+        let head = u64::from_le_bytes(
+            entries
+                .get(offset..offset.checked_add(8)?)?
+                .try_into()
+                .ok()?,
+        );
+        // Keys and values under 128 bytes: the three lengths are one byte each, read from one
+        // load. Otherwise each length is decoded on its own.
+        let (shared, unshared, value_len, mut pos) = if head & 0x0080_8080 == 0 {
+            let byte = |i: u32| (head >> (8 * i)) as usize & 0x7f;
+            (byte(0), byte(1), byte(2), offset + 3)
+        } else {
+            let (shared, n) = varint_fast(entries, offset)?;
+            let mut pos = offset + n;
+            let (unshared, n) = varint_fast(entries, pos)?;
+            pos += n;
+            let (value_len, n) = varint_fast(entries, pos)?;
+            pos += n;
+            let len = |v: u64| usize::try_from(v).ok();
+            (len(shared)?, len(unshared)?, len(value_len)?, pos)
+        };
         let (trailer, n) = varint_fast(entries, pos)?;
         pos += n;
         let (seqno, kind) = unpack_trailer(trailer)?;
-        // Each at most 2^56, so the sums below cannot overflow.
-        let (shared, unshared, value_len) =
-            (shared as usize, unshared as usize, value_len as usize);
         if shared > prev_key_len || shared + unshared > MAX_KEY_LEN {
             return None;
         }
+        // `pos` is inside the slice and `unshared` at most 64 KiB; `value_len` may be anything.
         let value = pos + unshared;
-        let end = value + value_len;
+        let end = value.checked_add(value_len)?;
         if end > entries.len() {
             return None;
         }
