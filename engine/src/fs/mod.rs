@@ -54,7 +54,9 @@ pub trait WritableFile: Write + Send {
     /// extending the file, so a `sync_data` after them need not commit a new file size (on
     /// ext4 that is the difference between about 0.1 and 0.15 ms per small write and sync,
     /// see `engine/WAL.md` §10). Nothing is durable until the next `sync_data`. A `len` at or
-    /// below the current length changes nothing.
+    /// below the current length changes nothing. An implementation may make writes into the
+    /// preallocated range cheaper (the real file system maps it and copies into the page cache);
+    /// they must stay exactly as durable as plain writes.
     ///
     /// # Errors
     /// `Unsupported` for an append handle and for implementations that cannot preallocate (the

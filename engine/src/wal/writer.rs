@@ -8,7 +8,9 @@
 //! [`WritableFile::preallocate`] (zeros, which read as the end of the log) and writes at its
 //! own offset; most commits then overwrite zeros and sync only data. The segment is cut back to
 //! its last record when it is closed (rotation, drop), so only the active, last segment ever
-//! has a zero tail, and recovery cuts that one (see [`super::repair_tail`]).
+//! has a zero tail, and recovery cuts that one (see [`super::repair_tail`]). On the real file
+//! system the preallocated range is `fallocate`d and mapped, so writes into it are memory copies
+//! rather than system calls (`crate::fs::RealFs`; `engine/WAL.md` §10).
 
 use std::fmt;
 use std::io::Write;
