@@ -43,7 +43,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "fillseq,fillrandom,overwrite,readrandom,readmissing,seekrandom,readwhilewriting,fillsync"
+        default_value = "fillseq,fillrandom,overwrite,readrandom,readmissing,seekrandom,readwhilewriting,fillsync,fillsync4"
     )]
     benchmarks: Vec<String>,
     /// Seed of keys and values (the same for every engine).
@@ -59,7 +59,7 @@ const DEFAULT_ENGINES: &str = "strata,fjall,rocksdb";
 #[cfg(not(feature = "rocksdb"))]
 const DEFAULT_ENGINES: &str = "strata,fjall";
 
-const WORKLOADS: [&str; 8] = [
+const WORKLOADS: [&str; 9] = [
     "fillseq",
     "fillrandom",
     "overwrite",
@@ -68,7 +68,11 @@ const WORKLOADS: [&str; 8] = [
     "seekrandom",
     "readwhilewriting",
     "fillsync",
+    "fillsync4",
 ];
+
+/// Writer threads of `fillsync4`: concurrent durable commits, where group commit shows.
+const SYNC_THREADS: u64 = 4;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Res<T> = Result<T, BoxError>;
@@ -414,6 +418,43 @@ fn run_workload(w: &str, db: &dyn Engine, args: &Args, pool: &ValuePool) -> Res<
             db.put(&key[..KEY_SIZE], values.next())?;
             Ok(false)
         })?,
+        "fillsync4" => {
+            let per_thread = sync_num(args) / SYNC_THREADS;
+            let seeds: Vec<u64> = (0..SYNC_THREADS).map(|_| rng.next_u64()).collect();
+            let start = Instant::now();
+            let parts = std::thread::scope(|s| -> Res<Vec<Measured>> {
+                let handles: Vec<_> = seeds
+                    .iter()
+                    .map(|&seed| {
+                        s.spawn(move || {
+                            let mut rng = SplitMix(seed);
+                            let mut values = pool.gen(rng.next_u64());
+                            let mut key = [0u8; KEY_SIZE + 1];
+                            timed(per_thread, |_| {
+                                write_key(&mut key, rng.below(num));
+                                db.put(&key[..KEY_SIZE], values.next())?;
+                                Ok(false)
+                            })
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().map_err(|_| BoxError::from("writer panicked"))?)
+                    .collect()
+            })?;
+            let mut hist = histogram();
+            for part in &parts {
+                hist.add(&part.hist).map_err(|e| e.to_string())?;
+            }
+            Measured {
+                ops: per_thread * SYNC_THREADS,
+                wall: start.elapsed(),
+                hist,
+                found: None,
+                note: format!("{SYNC_THREADS} writer threads"),
+            }
+        }
         "readrandom" => timed(args.reads, |_| {
             write_key(&mut key, rng.below(num));
             db.get(&key[..KEY_SIZE])
@@ -459,7 +500,7 @@ fn run_workload(w: &str, db: &dyn Engine, args: &Args, pool: &ValuePool) -> Res<
         }
         other => return Err(format!("unknown workload {other:?}").into()),
     };
-    if matches!(w, "fillseq" | "fillrandom" | "overwrite" | "fillsync") {
+    if matches!(w, "fillseq" | "fillrandom" | "overwrite" | "fillsync" | "fillsync4") {
         m.found = None;
     }
     Ok(m)
@@ -471,7 +512,7 @@ fn sync_num(args: &Args) -> u64 {
 
 /// Workloads that start from an empty database (db_bench's `fresh_db`).
 fn fresh(w: &str) -> bool {
-    matches!(w, "fillseq" | "fillrandom" | "fillsync")
+    matches!(w, "fillseq" | "fillrandom" | "fillsync" | "fillsync4")
 }
 
 fn run_engine(
@@ -491,7 +532,7 @@ fn run_engine(
                 Some(base) => tempfile::Builder::new().prefix(engine).tempdir_in(base)?,
                 None => tempfile::Builder::new().prefix(engine).tempdir()?,
             };
-            let db = open(engine, dir.path(), w == "fillsync")?;
+            let db = open(engine, dir.path(), w.starts_with("fillsync"))?;
             if !fresh(w) {
                 // A read or overwrite workload with nothing before it: fill sequentially first
                 // (untimed).
@@ -520,7 +561,7 @@ fn run_engine(
         );
         results.push((w.clone(), m));
         // A sync database is only for fillsync: later workloads get a fresh normal one.
-        if w == "fillsync" {
+        if w.starts_with("fillsync") {
             if let Some((db, dir)) = current.take() {
                 db.close()?;
                 drop(dir);
@@ -594,6 +635,10 @@ fn main() -> Res<()> {
             "seekrandom" => "seekrandom (seek + 10 next)".to_string(),
             "readwhilewriting" => "readwhilewriting (reads/s, 1 writer + 1 reader)".to_string(),
             "fillsync" => format!("fillsync (fdatasync per commit, {} writes)", sync_num(&args)),
+            "fillsync4" => format!(
+                "fillsync, {SYNC_THREADS} threads ({} writes; group commit)",
+                sync_num(&args) / SYNC_THREADS * SYNC_THREADS
+            ),
             _ => w.clone(),
         };
         let mut row = vec![label];
