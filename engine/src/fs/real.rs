@@ -269,6 +269,41 @@ mod tests {
     }
 
     #[test]
+    fn writes_into_the_preallocated_range_go_through_the_map_and_past_it_through_pwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut f = RealFs.create_new(&path).unwrap();
+        f.write_all(b"hdr").unwrap();
+        f.preallocate(8192).unwrap();
+        let mut expected = b"hdr".to_vec();
+        // Records straddling the mapped end continue with pwrite at the right offset.
+        for i in 0..100u8 {
+            let record = vec![i.wrapping_add(1); 97];
+            f.write_all(&record).unwrap();
+            expected.extend_from_slice(&record);
+            // Visible to another reader at once, without a sync (the page cache is shared).
+            let on_disk = fs::read(&path).unwrap();
+            assert_eq!(
+                &on_disk[..expected.len()],
+                expected.as_slice(),
+                "after record {i}"
+            );
+        }
+        assert_eq!(f.len(), expected.len() as u64);
+        assert!(
+            expected.len() > 8192,
+            "the test writes past the preallocated range"
+        );
+        f.preallocate(16384).unwrap();
+        f.write_all(b"end").unwrap();
+        expected.extend_from_slice(b"end");
+        f.sync_data().unwrap();
+        f.set_len(f.len()).unwrap();
+        drop(f);
+        assert_eq!(fs::read(&path).unwrap(), expected);
+    }
+
+    #[test]
     fn preallocate_extends_with_zeros_and_writes_overwrite_them() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
