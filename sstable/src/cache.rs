@@ -11,6 +11,8 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
+use crate::prefetch::touch;
+
 /// Identifies a page across all open runs: the run's process-unique id and the page number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PageKey {
@@ -198,6 +200,9 @@ impl PageCache for ClockCache {
         let mut shard = lock(self.shard(key));
         let found = shard.map.get_mut(&key).map(|cached| {
             cached.referenced = true;
+            // Readers start with a page's last bytes (its restart array). Loading them now lets
+            // that cache miss overlap the one of the reference count update below.
+            touch(&cached.page, cached.page.len().wrapping_sub(1));
             cached.page.clone()
         });
         drop(shard);

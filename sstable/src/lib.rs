@@ -53,6 +53,7 @@ pub mod fuzz_support;
 mod index;
 mod iter;
 mod page;
+mod prefetch;
 mod properties;
 mod reader;
 mod verify;

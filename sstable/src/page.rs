@@ -18,6 +18,7 @@ use bytes::Bytes;
 use crate::coding::{put_varint, read_u32_le, varint_fast, varint_len, Reader};
 use crate::entry::{compare_internal, pack_trailer, unpack_trailer, EntryKind, MAX_KEY_LEN};
 use crate::error::{DecodeError, DecodeResult};
+use crate::prefetch::{touch_each, touch_lines};
 
 /// Accumulates entries for one page.
 pub(crate) struct PageBuilder {
@@ -169,17 +170,14 @@ impl Page {
         self.data.get(..self.entries_end).unwrap_or_default()
     }
 
-    /// Reads the first byte of every restart entry (of the first 32), so that the cache misses
-    /// a binary search over them would take one after another overlap: the loads are
-    /// independent, so the processor has them all in flight at once.
+    /// Loads the first byte of every restart entry (of the first 32): a binary search over
+    /// them would otherwise take their cache misses one after another.
     #[inline]
     fn touch_restarts(&self) {
-        let entries = self.entries();
-        let mut sink = 0u8;
-        for i in 0..self.n_restarts.min(32) {
-            sink ^= entries.get(self.restart(i)).copied().unwrap_or(0);
-        }
-        std::hint::black_box(sink);
+        touch_each(
+            self.entries(),
+            (0..self.n_restarts.min(32)).map(|i| self.restart(i)),
+        );
     }
 
     /// The key and seqno of restart entry `i`, borrowed from the page: a restart stores its whole
@@ -226,21 +224,6 @@ impl Page {
         }
         Ok(())
     }
-}
-
-/// Reads one byte per 64-byte line of `bytes[from..to]` (at most 4 KiB of it), so that a scan
-/// through them, where each entry's position depends on the one before, finds them in cache:
-/// these loads are independent, so their misses overlap.
-#[inline]
-fn touch_lines(bytes: &[u8], from: usize, to: usize) {
-    let region = bytes
-        .get(from..to.min(from.saturating_add(4096)))
-        .unwrap_or_default();
-    let mut sink = 0u8;
-    for line in region.chunks(64) {
-        sink ^= line.first().copied().unwrap_or(0);
-    }
-    std::hint::black_box(sink);
 }
 
 /// Where the parts of one entry lie in a page's entry region, every check passed.
@@ -524,7 +507,7 @@ impl PageCursor {
         } else {
             self.page.entries_end
         };
-        touch_lines(self.page.entries(), self.page.restart(lo), scan_end);
+        touch_lines(self.page.entries(), self.page.restart(lo), scan_end, 64);
         self.seek_to_restart(lo)?;
         while compare_internal(&self.key, self.seqno, key, seqno) == Ordering::Less {
             if self.next >= self.page.entries_end {
