@@ -15,7 +15,7 @@
 //! which are atomics.
 //!
 //! Order: user key ascending, then seqno descending, then a squashed Put before the entry it
-//! folds (see [`super::MemKey`]). Searches take a `(key, seqno)` probe and ignore the squashed
+//! folds (see "Squashed entries" in the memtable module). Searches take a `(key, seqno)` probe and ignore the squashed
 //! flag, so both entries of a squashed pair compare equal to a probe.
 
 use std::alloc::{self, Layout};
@@ -74,7 +74,7 @@ impl<'a> Node<'a> {
     fn link(&self, level: usize) -> &'a AtomicPtr<NodeHeader> {
         debug_assert!(level < usize::from(self.header.height));
         // SAFETY: a node is allocated with `height` link words right after its header
-        // (`node_layout`), 8-byte aligned, and initialised before publication.
+        // (`node_size`), 8-byte aligned, and initialised before publication.
         unsafe {
             &*self
                 .base()
@@ -359,7 +359,9 @@ impl SkipList {
             Some(preds) => preds,
             None => self.search_preds(&before_new),
         };
-        if let Some(next) = Node::of(preds[0]).next(0) {
+        // SAFETY (every `Node::of` below): `preds` come from the hint or a search of this
+        // list, made under the writer mutex held here, so they are its head or its nodes.
+        if let Some(next) = unsafe { Node::of(preds[0]) }.next(0) {
             if next.seqno() == seqno && next.squashed() == squashed && next.key() == key {
                 return None;
             }
@@ -392,7 +394,8 @@ impl SkipList {
         }
         // Publish bottom-up: once reachable at a level, the node is reachable below it too.
         for (level, pred) in preds.iter().enumerate().take(height) {
-            Node::of(*pred)
+            // SAFETY: as above.
+            unsafe { Node::of(*pred) }
                 .link(level)
                 .store(node.as_ptr(), AtomicOrdering::Release);
         }
@@ -418,7 +421,9 @@ impl SkipList {
         before_new: &dyn Fn(Node<'_>) -> bool,
     ) -> Option<[*mut NodeHeader; MAX_HEIGHT]> {
         for (level, &pred) in hint.iter().enumerate().take(height) {
-            let pred = Node::of(pred);
+            // SAFETY: hints are the head or nodes of this list, and the caller holds the writer
+            // mutex.
+            let pred = unsafe { Node::of(pred) };
             if !pred.same_node(&self.head()) && !before_new(pred) {
                 return None;
             }
@@ -519,10 +524,14 @@ impl SkipList {
 }
 
 impl Node<'_> {
-    /// A node of a list from a pointer the writer holds (its hints and predecessors).
-    fn of<'b>(ptr: *mut NodeHeader) -> Node<'b> {
-        // SAFETY: the writer's pointers are the head or published nodes of its own list, which
-        // is alive while the writer (behind the list's mutex) is in use.
+    /// A node from a pointer the writer holds (a hint or a predecessor).
+    ///
+    /// # Safety
+    /// `ptr` must be the list's head or a published node of it, and the list must outlive
+    /// `'b`: true of every pointer in [`Writer`] and of search results, while the writer's
+    /// mutex is held by the caller.
+    unsafe fn of<'b>(ptr: *mut NodeHeader) -> Node<'b> {
+        // SAFETY: as the caller guarantees.
         match unsafe { Node::from_ptr(ptr) } {
             Some(node) => node,
             None => unreachable!("writer pointers are never null"),
