@@ -357,7 +357,11 @@ fn run(mode: WalMode, ops: Vec<Op>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    // `cases` set explicitly overrides PROPTEST_CASES, so read it here (24 by default).
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(24),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn fsync_mode_matches_the_model(ops in prop::collection::vec(op_strategy(), 1..250)) {
