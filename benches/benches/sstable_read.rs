@@ -8,12 +8,15 @@
 //!   answers (about 1% of probes are false positives and search a page).
 //! * `sstable_scan/{forward,reverse}_{cached,uncached}`: `run.iter()` and `run.iter().rev()`
 //!   over every entry, with throughput in raw key + value bytes.
+//! * `sstable_seek/seek_next10_{cached,uncached}`: a fresh [`RunIter`] seeks to a random present
+//!   key and reads it and the 10 entries after it (db_bench's seekrandom, on one run).
 //! * `bloom/*`: `key_fingerprint` alone, and `key_fingerprint` + `Run::bloom_may_contain`
 //!   ("bloom probe") for present and absent keys.
 //!
 //! Lookup keys are drawn from a deterministic PRNG ahead of time and cycled through.
 
 use std::hint::black_box;
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +26,7 @@ use strata_benches::{
 };
 use strata_sstable::{
     key_fingerprint, ClockCache, Compression, LookupOutcome, PageCache, ReadOptions, Run,
-    RunCounters, MAX_SEQNO,
+    RunCounters, RunIter, MAX_SEQNO,
 };
 
 /// Lookup keys prepared per benchmark (a power of two, cycled with a mask).
@@ -154,6 +157,33 @@ fn sstable_read(c: &mut Criterion) {
                 let key = &keys[next & (KEY_POOL - 1)];
                 next = next.wrapping_add(1);
                 lookup(run, black_box(key))
+            });
+        });
+    }
+    group.finish();
+
+    // Seek targets leave 10 entries after them.
+    let seek_targets = key_pool(0x1003, n - 11, present_key);
+    let mut group = c.benchmark_group("sstable_seek");
+    configure(&mut group);
+    group.throughput(Throughput::Elements(1));
+    for (cache, run) in [("cached", &fixture.cached), ("uncached", &fixture.uncached)] {
+        group.bench_function(format!("seek_next10_{cache}"), |b| {
+            let mut next = 0usize;
+            b.iter(|| {
+                let key = &seek_targets[next & (KEY_POOL - 1)];
+                next = next.wrapping_add(1);
+                // The cursor the engine's scans use (one per run slice).
+                let mut iter = RunIter::new(run, Bound::Unbounded, Bound::Unbounded);
+                iter.seek(black_box(key)).expect("seek");
+                let mut read = 0usize;
+                while iter.valid() && read < 11 {
+                    black_box((iter.key(), iter.value_slice()));
+                    iter.next().expect("next");
+                    read += 1;
+                }
+                assert_eq!(read, 11);
+                read
             });
         });
     }
