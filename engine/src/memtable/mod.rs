@@ -261,10 +261,6 @@ impl MemCursor {
         MemCursor { mem, current: None }
     }
 
-    fn set(&mut self, node: Option<Node<'_>>) {
-        self.current = node.map(|n| n.position());
-    }
-
     fn node(&self) -> Node<'_> {
         match self.current {
             // SAFETY: the cursor only holds positions of nodes of `self.mem`'s list, which the
@@ -299,26 +295,22 @@ impl strata_compaction::EntrySource for MemCursor {
     }
 
     fn seek_to_first(&mut self) -> strata_compaction::SourceResult<()> {
-        let mem = Arc::clone(&self.mem);
-        self.set(mem.list.first());
+        self.current = self.mem.list.first().map(|n| n.position());
         Ok(())
     }
 
     fn seek_to_last(&mut self) -> strata_compaction::SourceResult<()> {
-        let mem = Arc::clone(&self.mem);
-        self.set(mem.list.last());
+        self.current = self.mem.list.last().map(|n| n.position());
         Ok(())
     }
 
     fn seek(&mut self, key: &[u8], seqno: u64) -> strata_compaction::SourceResult<()> {
-        let mem = Arc::clone(&self.mem);
-        self.set(mem.list.seek_ge(key, seqno));
+        self.current = self.mem.list.seek_ge(key, seqno).map(|n| n.position());
         Ok(())
     }
 
     fn seek_for_prev(&mut self, key: &[u8], seqno: u64) -> strata_compaction::SourceResult<()> {
-        let mem = Arc::clone(&self.mem);
-        self.set(mem.list.seek_le(key, seqno));
+        self.current = self.mem.list.seek_le(key, seqno).map(|n| n.position());
         Ok(())
     }
 
