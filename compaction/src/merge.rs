@@ -77,10 +77,7 @@ impl fmt::Debug for MergeIter {
 /// ascending). `a` and `b` must be valid.
 #[inline]
 fn compare(a_key: &[u8], a_seqno: u64, a: usize, b_key: &[u8], b_seqno: u64, b: usize) -> Ordering {
-    a_key
-        .cmp(b_key)
-        .then_with(|| b_seqno.cmp(&a_seqno))
-        .then(a.cmp(&b))
+    strata_sstable::compare_internal(a_key, a_seqno, b_key, b_seqno).then(a.cmp(&b))
 }
 
 impl Direction {

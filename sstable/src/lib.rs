@@ -65,8 +65,8 @@ pub use cache::{CacheStats, ClockCache, NoCache, PageCache, PageKey};
 pub use compression::Compression;
 pub use counters::{CountersSnapshot, RunCounters};
 pub use entry::{
-    compare_internal, display_key, Entry, EntryKind, DEFAULT_MAX_VALUE_LEN, MAX_KEY_LEN,
-    MAX_PAGE_RAW_LEN, MAX_SEQNO, MAX_VALUE_LEN_LIMIT,
+    compare_internal, compare_keys, display_key, Entry, EntryKind, DEFAULT_MAX_VALUE_LEN,
+    MAX_KEY_LEN, MAX_PAGE_RAW_LEN, MAX_SEQNO, MAX_VALUE_LEN_LIMIT,
 };
 pub use error::{Error, Result};
 pub use file::{map_file, PreadFile, ReadAt, WriteFile};
