@@ -80,7 +80,7 @@ pub(crate) fn compact_range(
     let views = read_views(db);
     let sources: Vec<BoxedSource> = inputs
         .iter()
-        .map(|s| Box::new(s.iter(Bound::Unbounded, Bound::Unbounded)) as BoxedSource)
+        .map(|s| Box::new(s.iter(&Bound::Unbounded, &Bound::Unbounded)) as BoxedSource)
         .collect();
     let merge_fns = ks.merge_operator().map(|operator| {
         (

@@ -15,14 +15,6 @@ use strata_sstable::EntryKind;
 
 use crate::version::Range;
 
-fn as_slice(bound: &Bound<Bytes>) -> Bound<&[u8]> {
-    match bound {
-        Bound::Included(k) => Bound::Included(k.as_ref()),
-        Bound::Excluded(k) => Bound::Excluded(k.as_ref()),
-        Bound::Unbounded => Bound::Unbounded,
-    }
-}
-
 /// See the module documentation. Ranges must be in key order (as in a tree version).
 pub(crate) struct RangesSource {
     ranges: Vec<Arc<Range>>,
@@ -56,7 +48,7 @@ impl RangesSource {
             .slices
             .iter()
             .filter(|s| s.run.info.min_seqno <= self.read_seqno)
-            .map(|s| Box::new(s.iter(as_slice(&self.lower), as_slice(&self.upper))) as BoxedSource)
+            .map(|s| Box::new(s.iter(&self.lower, &self.upper)) as BoxedSource)
             .collect();
         &mut self.current.insert((index, MergeIter::new(sources))).1
     }

@@ -211,11 +211,12 @@ impl Slice {
         }
     }
 
-    /// A cursor over the slice's entries within the caller's bounds too.
-    pub fn iter(&self, lower: Bound<&[u8]>, upper: Bound<&[u8]>) -> RunIter {
-        let lower = tighter_lower(lower, self.begin.as_deref());
-        let upper = tighter_upper(upper, self.end.as_deref());
-        RunIter::new(&self.run.run, lower, upper)
+    /// A cursor over the slice's entries within the caller's bounds too (sharing the bounds'
+    /// bytes: no copy per cursor).
+    pub fn iter(&self, lower: &Bound<Bytes>, upper: &Bound<Bytes>) -> RunIter {
+        let lower = tighter_lower(lower, self.begin.as_ref());
+        let upper = tighter_upper(upper, self.end.as_ref());
+        RunIter::with_bounds(&self.run.run, lower, upper)
     }
 
     /// True if the slice's run may hold keys in `[begin, end)` of the slice at all.
@@ -228,24 +229,24 @@ impl Slice {
 }
 
 /// The tighter of a query's lower bound and a slice's inclusive begin.
-fn tighter_lower<'a>(lower: Bound<&'a [u8]>, begin: Option<&'a [u8]>) -> Bound<&'a [u8]> {
+fn tighter_lower(lower: &Bound<Bytes>, begin: Option<&Bytes>) -> Bound<Bytes> {
     match (lower, begin) {
-        (lower, None) => lower,
-        (Bound::Unbounded, Some(b)) => Bound::Included(b),
-        (Bound::Included(l), Some(b)) => Bound::Included(l.max(b)),
-        (Bound::Excluded(l), Some(b)) if l >= b => Bound::Excluded(l),
-        (Bound::Excluded(_), Some(b)) => Bound::Included(b),
+        (lower, None) => lower.clone(),
+        (Bound::Unbounded, Some(b)) => Bound::Included(b.clone()),
+        (Bound::Included(l), Some(b)) => Bound::Included(l.max(b).clone()),
+        (Bound::Excluded(l), Some(b)) if l >= b => Bound::Excluded(l.clone()),
+        (Bound::Excluded(_), Some(b)) => Bound::Included(b.clone()),
     }
 }
 
 /// The tighter of a query's upper bound and a slice's exclusive end.
-fn tighter_upper<'a>(upper: Bound<&'a [u8]>, end: Option<&'a [u8]>) -> Bound<&'a [u8]> {
+fn tighter_upper(upper: &Bound<Bytes>, end: Option<&Bytes>) -> Bound<Bytes> {
     match (upper, end) {
-        (upper, None) => upper,
-        (Bound::Unbounded, Some(e)) => Bound::Excluded(e),
-        (Bound::Excluded(u), Some(e)) => Bound::Excluded(u.min(e)),
-        (Bound::Included(u), Some(e)) if u < e => Bound::Included(u),
-        (Bound::Included(_), Some(e)) => Bound::Excluded(e),
+        (upper, None) => upper.clone(),
+        (Bound::Unbounded, Some(e)) => Bound::Excluded(e.clone()),
+        (Bound::Excluded(u), Some(e)) => Bound::Excluded(u.min(e).clone()),
+        (Bound::Included(u), Some(e)) if u < e => Bound::Included(u.clone()),
+        (Bound::Included(_), Some(e)) => Bound::Excluded(e.clone()),
     }
 }
 

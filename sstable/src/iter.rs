@@ -33,10 +33,16 @@ fn owned(bound: Bound<&[u8]>) -> Bound<Bytes> {
 impl RunIter {
     /// Creates an unpositioned cursor over entries whose user key is within `lower..upper`.
     pub fn new(run: &Run, lower: Bound<&[u8]>, upper: Bound<&[u8]>) -> Self {
+        Self::with_bounds(run, owned(lower), owned(upper))
+    }
+
+    /// As [`RunIter::new`], sharing the bounds' bytes instead of copying them (a scan opens one
+    /// cursor per run slice for every seek).
+    pub fn with_bounds(run: &Run, lower: Bound<Bytes>, upper: Bound<Bytes>) -> Self {
         RunIter {
             run: run.clone(),
-            lower: owned(lower),
-            upper: owned(upper),
+            lower,
+            upper,
             page: 0,
             cursor: None,
         }
